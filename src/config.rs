@@ -1,0 +1,298 @@
+//! Command-line flags, their defaults (those of the contract) and their validation.
+
+use crate::proto::names::{RoomName, parse_room};
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Usage text for `--help` and for flag errors.
+pub const USAGE: &str = "\
+natter: a chat server for telnet and netcat users
+
+Usage: natter [OPTIONS]
+
+Options:
+  --listen ADDR          address to listen on (repeatable, IPv6 too) [default: 0.0.0.0:6677]
+  --motd FILE            banner lines to send on connect, each as \"*** LINE\"
+  --default-room ROOM    room users enter on login [default: lobby]
+  --max-line BYTES       longest input line [default: 512]
+  --max-clients N        most connections at once [default: what the open-file limit allows]
+  --max-per-ip N         most connections per address, IPv6 per /64; 0 = off [default: 32]
+  --limit-loopback       apply --max-per-ip to loopback addresses too
+  --sendq BYTES          unsent output after which a client is dropped [default: 262144]
+  --rate LINES_PER_SEC   input lines per second per client; 0 = off [default: 5]
+  --burst N              lines a client may send at once before --rate applies [default: 20]
+  --quiet-above N        announce joins, leaves and renames only in rooms of at most N; 0 = off [default: 1000]
+  --idle-timeout SECS    close connections silent this long; 0 = off [default: 0]
+  --login-timeout SECS   close connections without a nickname after this long; 0 = off [default: 0]
+  --shutdown-grace SECS  on SIGINT/SIGTERM, flush output for up to this long [default: 5]
+  -h, --help             print this help
+  -V, --version          print the version
+";
+
+/// Everything the server is told at start; pure data, shared by the shell and the chat core.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// Banner lines (without the `*** ` prefix); the default banner when no `--motd`.
+    pub banner: Vec<String>,
+    /// The room users enter on login; it always exists.
+    pub default_room: RoomName,
+    /// Longest input line in bytes, not counting the line end.
+    pub max_line: usize,
+    /// Most connections at once; `None` means "derive from the open-file limit".
+    pub max_clients: Option<usize>,
+    /// Most connections per address (IPv6 per /64); 0 turns the limit off.
+    pub max_per_ip: usize,
+    /// Whether loopback addresses count against `max_per_ip`.
+    pub limit_loopback: bool,
+    /// Unsent output bytes after which a client is disconnected as too slow.
+    pub sendq: usize,
+    /// Input lines per second per client; 0 turns flood control off.
+    pub rate: u32,
+    /// Lines a client may send at once before `rate` applies.
+    pub burst: u32,
+    /// Joins, leaves and renames are announced only in rooms of at most this many; 0 = always.
+    pub quiet_above: usize,
+    /// Close connections silent this long.
+    pub idle_timeout: Option<Duration>,
+    /// Close connections that have not logged in after this long.
+    pub login_timeout: Option<Duration>,
+    /// How long to flush output at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 6677))],
+            banner: crate::proto::reply::DEFAULT_BANNER
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            default_room: parse_room("lobby").unwrap_or(RoomName::EMPTY),
+            max_line: 512,
+            max_clients: None,
+            max_per_ip: 32,
+            limit_loopback: false,
+            sendq: 262_144,
+            rate: 5,
+            burst: 20,
+            quiet_above: 1000,
+            idle_timeout: None,
+            login_timeout: None,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Action {
+    /// Run the server.
+    Run(Box<Config>),
+    /// Print the usage text.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// A command line that cannot be used; printed with the usage text, exit status 2.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// pico-args could not parse a flag or its value.
+    #[error("{0}")]
+    Args(#[from] pico_args::Error),
+    /// A flag that natter does not know.
+    #[error("unknown argument {0:?}")]
+    Unknown(OsString),
+    /// A value outside its allowed range.
+    #[error("{flag} must be {rule}")]
+    Range {
+        /// The flag.
+        flag: &'static str,
+        /// What it must be.
+        rule: &'static str,
+    },
+    /// The default room name is not a valid room name.
+    #[error("--default-room: {0}")]
+    Room(crate::proto::names::NameError),
+    /// The MOTD file cannot be read.
+    #[error("cannot read --motd {path}: {source}")]
+    Motd {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Parses the command line (without the program name).
+pub fn parse_args(args: Vec<OsString>) -> Result<Action, ConfigError> {
+    let mut args = pico_args::Arguments::from_vec(args);
+    if args.contains(["-h", "--help"]) {
+        return Ok(Action::Help);
+    }
+    if args.contains(["-V", "--version"]) {
+        return Ok(Action::Version);
+    }
+    let mut c = Config::default();
+    let listen: Vec<SocketAddr> = args.values_from_str("--listen")?;
+    if !listen.is_empty() {
+        c.listen = listen;
+    }
+    if let Some(path) = args.opt_value_from_os_str("--motd", |s| {
+        Ok::<PathBuf, std::convert::Infallible>(PathBuf::from(s))
+    })? {
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| ConfigError::Motd { path, source })?;
+        c.banner = text
+            .lines()
+            .map(|l| l.trim_end_matches('\r').to_string())
+            .collect();
+    }
+    if let Some(room) = args.opt_value_from_str::<_, String>("--default-room")? {
+        c.default_room = parse_room(&room).map_err(ConfigError::Room)?;
+    }
+    c.max_line = args.opt_value_from_str("--max-line")?.unwrap_or(c.max_line);
+    c.max_clients = args.opt_value_from_str("--max-clients")?;
+    c.max_per_ip = args
+        .opt_value_from_str("--max-per-ip")?
+        .unwrap_or(c.max_per_ip);
+    c.limit_loopback = args.contains("--limit-loopback");
+    c.sendq = args.opt_value_from_str("--sendq")?.unwrap_or(c.sendq);
+    c.rate = args.opt_value_from_str("--rate")?.unwrap_or(c.rate);
+    c.burst = args.opt_value_from_str("--burst")?.unwrap_or(c.burst);
+    c.quiet_above = args
+        .opt_value_from_str("--quiet-above")?
+        .unwrap_or(c.quiet_above);
+    c.idle_timeout = seconds(args.opt_value_from_str("--idle-timeout")?);
+    c.login_timeout = seconds(args.opt_value_from_str("--login-timeout")?);
+    if let Some(grace) = args.opt_value_from_str::<_, u64>("--shutdown-grace")? {
+        c.shutdown_grace = Duration::from_secs(grace);
+    }
+    let rest = args.finish();
+    if let Some(first) = rest.into_iter().next() {
+        return Err(ConfigError::Unknown(first));
+    }
+    validate(&c)?;
+    Ok(Action::Run(Box::new(c)))
+}
+
+fn seconds(value: Option<u64>) -> Option<Duration> {
+    value.filter(|&s| s > 0).map(Duration::from_secs)
+}
+
+fn validate(c: &Config) -> Result<(), ConfigError> {
+    let range = |flag, rule| Err(ConfigError::Range { flag, rule });
+    if !(1..=1 << 20).contains(&c.max_line) {
+        return range("--max-line", "between 1 and 1048576");
+    }
+    if c.max_clients == Some(0) {
+        return range("--max-clients", "at least 1");
+    }
+    if c.sendq < 1024 {
+        return range("--sendq", "at least 1024");
+    }
+    if c.rate > 0 && c.burst == 0 {
+        return range("--burst", "at least 1 when --rate is on");
+    }
+    if c.rate > 1_000_000 {
+        return range("--rate", "at most 1000000");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, ConfigError> {
+        match parse_args(args.iter().map(OsString::from).collect())? {
+            Action::Run(c) => Ok(*c),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_contract_defaults() {
+        let c = run(&[]).unwrap();
+        assert_eq!(c.listen, vec!["0.0.0.0:6677".parse().unwrap()]);
+        assert_eq!(c.default_room.as_str(), "lobby");
+        assert_eq!(
+            (
+                c.max_line,
+                c.max_per_ip,
+                c.sendq,
+                c.rate,
+                c.burst,
+                c.quiet_above
+            ),
+            (512, 32, 262_144, 5, 20, 1000)
+        );
+        assert_eq!((c.idle_timeout, c.login_timeout), (None, None));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(5));
+        assert!(!c.limit_loopback && c.max_clients.is_none());
+    }
+
+    #[test]
+    fn flags_are_read() {
+        let c = run(&[
+            "--listen",
+            "127.0.0.1:1",
+            "--listen",
+            "[::1]:2",
+            "--default-room",
+            "#Den",
+            "--max-line",
+            "16",
+            "--max-clients",
+            "9",
+            "--max-per-ip",
+            "0",
+            "--limit-loopback",
+            "--sendq",
+            "4096",
+            "--rate",
+            "0",
+            "--burst",
+            "3",
+            "--quiet-above",
+            "2",
+            "--idle-timeout",
+            "30",
+            "--login-timeout",
+            "0",
+            "--shutdown-grace",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.default_room.as_str(), "Den");
+        assert_eq!((c.max_line, c.max_clients, c.max_per_ip), (16, Some(9), 0));
+        assert!(c.limit_loopback);
+        assert_eq!((c.sendq, c.rate, c.burst, c.quiet_above), (4096, 0, 3, 2));
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(c.login_timeout, None);
+    }
+
+    #[test]
+    fn bad_flags_are_errors() {
+        for bad in [
+            &["--bogus"][..],
+            &["--max-line", "abc"],
+            &["--max-line", "0"],
+            &["--listen", "nowhere"],
+            &["--default-room", "a b"],
+            &["--motd", "/nonexistent/motd"],
+            &["--sendq", "10"],
+            &["--max-clients", "0"],
+            &["extra"],
+        ] {
+            assert!(run(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}

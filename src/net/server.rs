@@ -1,0 +1,434 @@
+//! The poll loop: accepts, reads, hands bytes to the chat core, writes what it queued.
+
+use super::{fd_limit, log};
+use crate::config::Config;
+use crate::proto::chat::{Chat, CloseReason, Closed, ConnId};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Size of the one read buffer shared by every connection.
+const SCRATCH: usize = 64 * 1024;
+/// Reads from one connection per turn before others get their turn.
+const READS_PER_TURN: usize = 8;
+/// How long to wait before accepting again after running out of file descriptors (a close of
+/// our own resumes accepting at once).
+const ACCEPT_RETRY: Duration = Duration::from_millis(500);
+
+const SIGNAL_TOKEN: Token = Token(usize::MAX);
+const LISTENER_BASE: usize = usize::MAX - 1024;
+
+/// Why the server could not start or keep running.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// The poll instance or the signal handlers could not be set up.
+    #[error("cannot set up the event loop: {0}")]
+    Setup(io::Error),
+    /// Waiting for events failed.
+    #[error("the event loop failed: {0}")]
+    Poll(io::Error),
+}
+
+/// A bound server, ready to [`Server::run`].
+pub struct Server {
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    signals: Signals,
+    conns: Slab<Conn>,
+    chat: Chat,
+    generation: u32,
+    scratch: Vec<u8>,
+    /// Connections with more input than one turn reads.
+    backlog: Vec<ConnId>,
+    /// Connections whose socket became writable.
+    writable: Vec<ConnId>,
+    /// Set while accepting is paused because descriptors ran out.
+    accept_retry_at: Option<Instant>,
+    shutdown_grace: Duration,
+    shutdown_at: Option<Instant>,
+}
+
+/// The shell's part of a connection: the socket and its poll state (16 bytes).
+struct Conn {
+    stream: TcpStream,
+    generation: u32,
+    /// Whether WRITABLE interest is registered (only while output is pending).
+    writing: bool,
+}
+
+impl Server {
+    /// Raises the open-file limit, binds every listen address and sets up signals.
+    pub fn bind(config: Config) -> Result<Server, ServerError> {
+        let max_clients = match config.max_clients {
+            Some(n) => {
+                fd_limit::raise_and_derive_max_clients(config.listen.len());
+                n
+            }
+            None => fd_limit::raise_and_derive_max_clients(config.listen.len()),
+        };
+        let poll = Poll::new().map_err(ServerError::Setup)?;
+        let mut listeners = Vec::new();
+        for (i, &addr) in config.listen.iter().enumerate() {
+            let mut listener =
+                TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+            poll.registry()
+                .register(&mut listener, Token(LISTENER_BASE + i), Interest::READABLE)
+                .map_err(ServerError::Setup)?;
+            listeners.push(listener);
+        }
+        let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(ServerError::Setup)?;
+        poll.registry()
+            .register(&mut signals, SIGNAL_TOKEN, Interest::READABLE)
+            .map_err(ServerError::Setup)?;
+        let shutdown_grace = config.shutdown_grace;
+        Ok(Server {
+            poll,
+            listeners,
+            signals,
+            conns: Slab::with_capacity(max_clients.min(1 << 20)),
+            chat: Chat::new(config, max_clients, Instant::now()),
+            generation: 0,
+            scratch: vec![0; SCRATCH],
+            backlog: Vec::new(),
+            writable: Vec::new(),
+            accept_retry_at: None,
+            shutdown_grace,
+            shutdown_at: None,
+        })
+    }
+
+    /// The addresses actually bound (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Runs until SIGINT or SIGTERM, then flushes for up to the shutdown grace and returns.
+    pub fn run(mut self) -> Result<(), ServerError> {
+        let mut events = Events::with_capacity(1024);
+        let mut dirty = Vec::new();
+        loop {
+            let timeout = self.poll_timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(ServerError::Poll(e));
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    SIGNAL_TOKEN => self.begin_shutdown(now),
+                    Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, now),
+                    Token(t) => {
+                        let id = token_to_id(t);
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(id, now, event.is_read_closed() || event.is_error());
+                        }
+                        if event.is_writable() {
+                            self.writable.push(id);
+                        }
+                    }
+                }
+            }
+            for id in std::mem::take(&mut self.backlog) {
+                self.read(id, now, true);
+            }
+            if self.chat.next_deadline().is_some_and(|d| d <= now) {
+                self.chat.handle_timeout(now);
+            }
+            if self.accept_retry_at.is_some_and(|t| t <= now) {
+                self.resume_accepting(now);
+            }
+            while let Some(id) = self.chat.poll_resume() {
+                self.read(id, now, true);
+            }
+            self.drain(&mut dirty, now);
+            if let Some(deadline) = self.shutdown_at {
+                if now >= deadline || self.all_flushed() {
+                    log(format_args!("shut down"));
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// How long the next poll may block: until the earliest deadline, or forever.
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.backlog.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        [
+            self.chat.next_deadline(),
+            self.accept_retry_at,
+            self.shutdown_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|d| d.saturating_duration_since(now))
+    }
+
+    /// Writes what the turn produced: closes first, then every dirty or writable connection.
+    fn drain(&mut self, dirty: &mut Vec<ConnId>, now: Instant) {
+        loop {
+            while let Some(closed) = self.chat.poll_close() {
+                self.finish_close(closed, now);
+            }
+            self.chat.drain_dirty(dirty);
+            dirty.append(&mut self.writable);
+            if dirty.is_empty() {
+                return;
+            }
+            for &id in dirty.iter() {
+                self.flush(id);
+            }
+        }
+    }
+
+    fn accept(&mut self, listener: usize, now: Instant) {
+        while self.accept_retry_at.is_none() && self.shutdown_at.is_none() {
+            let Some(l) = self.listeners.get(listener) else {
+                return;
+            };
+            match l.accept() {
+                Ok((stream, addr)) => self.add_conn(stream, addr, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if is_out_of_descriptors(&e) => {
+                    log(format_args!(
+                        "accept paused: {e}; retrying when a connection closes or in {ACCEPT_RETRY:?}"
+                    ));
+                    self.accept_retry_at = Some(now + ACCEPT_RETRY);
+                }
+                Err(e) if is_transient_accept_error(&e) => {}
+                Err(e) => {
+                    log(format_args!("accept failed: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn resume_accepting(&mut self, now: Instant) {
+        if self.accept_retry_at.take().is_some() {
+            for i in 0..self.listeners.len() {
+                self.accept(i, now);
+            }
+        }
+    }
+
+    fn add_conn(&mut self, mut stream: TcpStream, addr: SocketAddr, now: Instant) {
+        let entry = self.conns.vacant_entry();
+        self.generation = self.generation.wrapping_add(1);
+        let id = ConnId {
+            index: entry.key() as u32,
+            generation: self.generation,
+        };
+        let registered =
+            self.poll
+                .registry()
+                .register(&mut stream, id_to_token(id), Interest::READABLE);
+        if let Err(e) = registered {
+            log(format_args!("cannot watch connection from {addr}: {e}"));
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        entry.insert(Conn {
+            stream,
+            generation: id.generation,
+            writing: false,
+        });
+        log(format_args!("connect {id} from {addr}"));
+        self.chat.handle_connect(id, addr.ip(), now);
+    }
+
+    /// Reads from `id` and hands the bytes to the core. Reads until the kernel has nothing
+    /// more when `to_end` is set; otherwise a short read is taken to mean "drained" (epoll is
+    /// edge-triggered and will report new data), saving a system call per turn.
+    fn read(&mut self, id: ConnId, now: Instant, to_end: bool) {
+        for _ in 0..READS_PER_TURN {
+            if !self.chat.wants_input(id) {
+                return;
+            }
+            let Some(conn) = self
+                .conns
+                .get_mut(id.index as usize)
+                .filter(|c| c.generation == id.generation)
+            else {
+                return;
+            };
+            match conn.stream.read(&mut self.scratch) {
+                Ok(0) => return self.lose(id, CloseReason::PeerClosed, None, now),
+                Ok(n) => {
+                    self.chat.handle_input(id, &self.scratch[..n], now);
+                    if n < self.scratch.len() && !to_end {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.lose(id, CloseReason::SocketError, Some(e), now),
+            }
+        }
+        self.backlog.push(id);
+    }
+
+    /// Writes `id`'s pending output once, keeping WRITABLE interest only while some is left.
+    fn flush(&mut self, id: ConnId) {
+        let Some(conn) = self
+            .conns
+            .get_mut(id.index as usize)
+            .filter(|c| c.generation == id.generation)
+        else {
+            return;
+        };
+        let out = self.chat.output(id);
+        let result = if out.is_empty() {
+            Ok(0)
+        } else {
+            conn.stream.write(out)
+        };
+        let left = match result {
+            Ok(n) => {
+                let left = out.len() - n.min(out.len());
+                self.chat.consume_output(id, n);
+                left
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                out.len()
+            }
+            Err(e) => return self.lose(id, CloseReason::SocketError, Some(e), Instant::now()),
+        };
+        let want_writable = left > 0;
+        if want_writable != conn.writing {
+            let interest = if want_writable {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, id_to_token(id), interest)
+                .is_ok()
+            {
+                conn.writing = want_writable;
+            }
+        }
+    }
+
+    /// The socket failed or the peer left: forget it here and in the core.
+    fn lose(&mut self, id: ConnId, reason: CloseReason, error: Option<io::Error>, now: Instant) {
+        if self.conn_mut(id).is_none() {
+            return;
+        }
+        self.conns.remove(id.index as usize);
+        match error {
+            Some(e) => log(format_args!("disconnect {id} ({reason}: {e})")),
+            None => log(format_args!("disconnect {id} ({reason})")),
+        }
+        self.chat.handle_disconnect(id, reason);
+        self.resume_accepting(now);
+    }
+
+    /// The core is done with a connection: send its last bytes, then close it gracefully.
+    fn finish_close(&mut self, closed: Closed, now: Instant) {
+        let Closed {
+            id,
+            reason,
+            final_output,
+        } = closed;
+        if self.conn_mut(id).is_none() {
+            return;
+        }
+        let mut conn = self.conns.remove(id.index as usize);
+        if !final_output.is_empty() {
+            let _ = conn.stream.write(&final_output);
+        }
+        let _ = conn.stream.shutdown(Shutdown::Write);
+        // Drain what the peer already sent, so closing sends FIN rather than RST (an RST could
+        // make the peer's kernel drop our last line before it is read).
+        while matches!(conn.stream.read(&mut self.scratch), Ok(n) if n > 0) {}
+        log(format_args!("disconnect {id} ({reason})"));
+        drop(conn);
+        self.resume_accepting(now);
+    }
+
+    fn begin_shutdown(&mut self, now: Instant) {
+        if self.signals.pending().next().is_none() || self.shutdown_at.is_some() {
+            return;
+        }
+        log(format_args!(
+            "shutting down: flushing for up to {:?}",
+            self.shutdown_grace
+        ));
+        self.shutdown_at = Some(now + self.shutdown_grace);
+        for listener in &mut self.listeners {
+            let _ = self.poll.registry().deregister(listener);
+        }
+        self.listeners.clear();
+        self.chat.handle_shutdown();
+    }
+
+    fn all_flushed(&self) -> bool {
+        self.conns.iter().all(|(index, c)| {
+            let id = ConnId {
+                index: index as u32,
+                generation: c.generation,
+            };
+            self.chat.output(id).is_empty()
+        })
+    }
+
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(id.index as usize)
+            .filter(|c| c.generation == id.generation)
+    }
+}
+
+fn id_to_token(id: ConnId) -> Token {
+    Token(((id.generation as usize) << 32) | id.index as usize)
+}
+
+fn token_to_id(token: usize) -> ConnId {
+    ConnId {
+        index: token as u32,
+        generation: (token >> 32) as u32,
+    }
+}
+
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the system is short of something; retry later.
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
