@@ -1265,3 +1265,6 @@ fn shown_word(word: &str) -> String {
     }
     clean
 }
+
+#[cfg(test)]
+mod tests;
