@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Size of the one read buffer shared by every connection.
-const SCRATCH: usize = 64 * 1024;
+const SCRATCH: usize = 16 * 1024;
 /// Reads from one connection per turn before others get their turn.
 const READS_PER_TURN: usize = 8;
 /// How long to wait before accepting again after running out of file descriptors (a close of

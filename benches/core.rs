@@ -1,0 +1,226 @@
+//! Micro-benchmarks of the pure core ([`natter::proto::chat::Chat`]): no sockets, no clock.
+//!
+//! Each iteration hands bytes to the core and then does what the shell's drain rule asks
+//! (`poll_close`, `drain_dirty`, `output`, `consume_output`), so state never grows between
+//! iterations and the figures include the bookkeeping a real loop turn pays.
+//!
+//! - `fanout_*`: one member of a room of N speaks; counted per delivered line, so divan's
+//!   `item/s` column is deliveries per second (ns per delivery = 1e9 / that).
+//! - `input_*`: telnet decoding, line assembly, cleaning and parsing for one sender; counted in
+//!   bytes, so the throughput column is MB/s of client input.
+//! - `churn`: one connection's whole life (connect, nickname, `/quit`, `poll_close`) per op.
+//!
+//! Run with `cargo bench --bench core`; filter with e.g. `cargo bench --bench core -- fanout`.
+
+use divan::counter::{BytesCount, ItemsCount};
+use divan::{Bencher, black_box};
+use natter::config::Config;
+use natter::proto::chat::{Chat, ConnId};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
+
+fn main() {
+    divan::main();
+}
+
+/// Room sizes for the fan-out benchmarks.
+const MEMBERS: &[usize] = &[10, 1_000, 10_000];
+
+/// The chat line every fan-out iteration sends (37 bytes on the wire).
+const CHAT_LINE: &[u8] = b"hello everyone, this is a message\r\n";
+
+/// Lines per read in the coalesced fan-out variant.
+const COALESCED: usize = 16;
+
+/// A plain ASCII chat line of 60 bytes on the wire.
+const PLAIN_LINE: &[u8] = b"the quick brown fox jumps over the lazy dog, now and again\r\n";
+
+/// A chat line of 92 bytes with telnet commands (two option offers the core must refuse, a
+/// NAWS subnegotiation), ANSI colour and title escapes, UTF-8 text and a tab mixed in.
+const MIXED_LINE: &[u8] = b"hi \xff\xfb\x1fthere \x1b[1;31mred\x1b[0m caf\xc3\xa9 \
+\xff\xfa\x1f\x00\x50\x00\x18\xff\xf0tab\there\xff\xfd\x01 \x1b]0;title\x07 done, bye!\r\n";
+
+/// Size of the large-read inputs: whole lines up to this many bytes.
+const BIG_READ: usize = 64 * 1024;
+
+// ---- fan-out ----
+
+/// One member of a room of `members` sends one chat line; every other member gets it.
+#[divan::bench(args = MEMBERS, sample_count = 100)]
+fn fanout_1_line(bencher: Bencher, members: usize) {
+    fanout(bencher, members, CHAT_LINE.to_vec(), 1);
+}
+
+/// As [`fanout_1_line`] but the read holds 16 lines, so each recipient's 16 deliveries are
+/// written once (one coalesced turn). Counted per line delivered.
+#[divan::bench(args = MEMBERS, sample_count = 100)]
+fn fanout_16_lines(bencher: Bencher, members: usize) {
+    fanout(bencher, members, CHAT_LINE.repeat(COALESCED), COALESCED);
+}
+
+fn fanout(bencher: Bencher, members: usize, input: Vec<u8>, lines: usize) {
+    let mut room = Room::new(members);
+    let sender = room.ids[0];
+    // Check once that the benchmark measures what it claims: every other member receives every
+    // line, nobody is dropped.
+    room.chat.handle_input(sender, &input, room.now);
+    let text = std::str::from_utf8(CHAT_LINE).unwrap_or_default();
+    let expected = format!("<u0> {text}").repeat(lines);
+    room.chat.drain_dirty(&mut room.dirty);
+    assert_eq!(room.dirty.len(), members - 1, "every other member is dirty");
+    for &id in &room.dirty {
+        assert_eq!(room.chat.output(id), expected.as_bytes());
+    }
+    room.drain();
+    assert_eq!(room.chat.connection_count(), members);
+
+    bencher
+        .counter(ItemsCount::new((members - 1) * lines))
+        .bench_local(|| {
+            room.chat.handle_input(sender, &input, room.now);
+            room.drain()
+        });
+}
+
+// ---- input handling ----
+
+/// The inputs of the input benchmarks, by name.
+const INPUTS: &[&str] = &[
+    "line_plain",
+    "line_mixed",
+    "read_64k_plain",
+    "read_64k_mixed",
+];
+
+fn input_bytes(name: &str) -> Vec<u8> {
+    match name {
+        "line_plain" => PLAIN_LINE.to_vec(),
+        "line_mixed" => MIXED_LINE.to_vec(),
+        "read_64k_plain" => whole_lines(PLAIN_LINE, BIG_READ),
+        "read_64k_mixed" => whole_lines(MIXED_LINE, BIG_READ),
+        _ => unreachable!("unknown input {name}"),
+    }
+}
+
+/// `line` repeated as often as it fits in `size` bytes.
+fn whole_lines(line: &[u8], size: usize) -> Vec<u8> {
+    line.repeat(size / line.len())
+}
+
+/// A logged-in user alone in its room sends the input: nothing is fanned out, so this is
+/// decoding, line assembly, cleaning, parsing and rendering only.
+#[divan::bench(args = INPUTS, sample_count = 100)]
+fn input_alone(bencher: Bencher, input: &str) {
+    input_bench(bencher, 1, &input_bytes(input));
+}
+
+/// As [`input_alone`] with one other member, who receives every line.
+#[divan::bench(args = INPUTS, sample_count = 100)]
+fn input_pair(bencher: Bencher, input: &str) {
+    input_bench(bencher, 2, &input_bytes(input));
+}
+
+fn input_bench(bencher: Bencher, members: usize, input: &[u8]) {
+    let mut room = Room::new(members);
+    let sender = room.ids[0];
+    room.chat.handle_input(sender, input, room.now);
+    room.drain();
+    assert_eq!(room.chat.connection_count(), members);
+
+    bencher
+        .counter(BytesCount::new(input.len()))
+        .bench_local(|| {
+            room.chat.handle_input(sender, input, room.now);
+            room.drain()
+        });
+}
+
+// ---- connection churn ----
+
+/// One connection's life beside `others` logged-in members of the default room: connect,
+/// choose a nickname, `/quit`, then `poll_close`. Joins and leaves are announced up to 1,000
+/// members (the default `quiet_above`), so 100 includes two broadcasts and 10,000 none.
+#[divan::bench(args = [0, 100, 10_000], sample_count = 100)]
+fn churn(bencher: Bencher, others: usize) {
+    let mut room = Room::new(others);
+    let index = others as u32;
+    let mut generation = index + 1;
+
+    bencher.counter(ItemsCount::new(1usize)).bench_local(|| {
+        let id = ConnId { index, generation };
+        generation += 1;
+        room.chat.handle_connect(id, LOCALHOST, room.now);
+        room.chat.handle_input(id, b"churn\r\n", room.now);
+        room.drain();
+        room.chat.handle_input(id, b"/quit\r\n", room.now);
+        let closed = room.chat.poll_close();
+        debug_assert!(closed.is_some(), "/quit closes the connection");
+        black_box(closed);
+        room.drain()
+    });
+    assert_eq!(room.chat.connection_count(), others);
+}
+
+// ---- harness ----
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// A core with `ids.len()` logged-in members (nicknames `u0`, `u1`, ...) of the default room,
+/// all output already drained.
+struct Room {
+    chat: Chat,
+    ids: Vec<ConnId>,
+    /// Reused for `drain_dirty`, as the shell does.
+    dirty: Vec<ConnId>,
+    /// The fake clock: never advances (no timers are configured).
+    now: Instant,
+}
+
+impl Room {
+    fn new(members: usize) -> Room {
+        let config = Config {
+            rate: 0,
+            max_per_ip: 0,
+            quiet_above: 1000,
+            max_clients: None,
+            ..Default::default()
+        };
+        let now = Instant::now();
+        let mut room = Room {
+            chat: Chat::new(config, usize::MAX, now),
+            ids: Vec::with_capacity(members),
+            dirty: Vec::new(),
+            now,
+        };
+        for i in 0..members as u32 {
+            let id = ConnId {
+                index: i,
+                generation: i + 1,
+            };
+            room.chat.handle_connect(id, LOCALHOST, now);
+            room.chat
+                .handle_input(id, format!("u{i}\r\n").as_bytes(), now);
+            room.ids.push(id);
+            // Join notices reach every member: drain as the shell would, so no sendq fills.
+            room.drain();
+        }
+        assert_eq!(room.chat.connection_count(), members);
+        room
+    }
+
+    /// The shell's drain: closes first, then one write per dirty connection, each taken whole.
+    /// Returns the bytes written, so the work cannot be optimised away.
+    fn drain(&mut self) -> usize {
+        while let Some(closed) = self.chat.poll_close() {
+            black_box(closed);
+        }
+        self.chat.drain_dirty(&mut self.dirty);
+        let mut written = 0;
+        for &id in &self.dirty {
+            let n = black_box(self.chat.output(id)).len();
+            written += n;
+            self.chat.consume_output(id, n);
+        }
+        written
+    }
+}
