@@ -17,6 +17,9 @@ use thiserror::Error;
 const SCRATCH: usize = 16 * 1024;
 /// Reads from one connection per turn before others get their turn.
 const READS_PER_TURN: usize = 8;
+/// Queued output after which the loop writes before handling more events, so one busy turn
+/// (a crowd logging in to a big room) cannot pile up unbounded output buffers.
+const TURN_OUTPUT_LIMIT: usize = 256 * 1024;
 /// How long to wait before accepting again after running out of file descriptors (a close of
 /// our own resumes accepting at once).
 const ACCEPT_RETRY: Duration = Duration::from_millis(500);
@@ -146,9 +149,15 @@ impl Server {
                         }
                     }
                 }
+                if self.chat.queued_bytes() > TURN_OUTPUT_LIMIT {
+                    self.drain(&mut dirty, now);
+                }
             }
             for id in std::mem::take(&mut self.backlog) {
                 self.read(id, now, true);
+                if self.chat.queued_bytes() > TURN_OUTPUT_LIMIT {
+                    self.drain(&mut dirty, now);
+                }
             }
             if self.chat.next_deadline().is_some_and(|d| d <= now) {
                 self.chat.handle_timeout(now);
@@ -160,11 +169,11 @@ impl Server {
                 self.read(id, now, true);
             }
             self.drain(&mut dirty, now);
-            if let Some(deadline) = self.shutdown_at {
-                if now >= deadline || self.all_flushed() {
-                    log(format_args!("shut down"));
-                    return Ok(());
-                }
+            if let Some(deadline) = self.shutdown_at
+                && (now >= deadline || self.all_flushed())
+            {
+                log(format_args!("shut down"));
+                return Ok(());
             }
         }
     }

@@ -84,7 +84,7 @@ impl CloseReason {
     }
 
     /// Whether the shell asked for this close (it has already dropped the socket).
-    fn from_shell(self) -> bool {
+    fn is_from_shell(self) -> bool {
         matches!(
             self,
             CloseReason::PeerClosed | CloseReason::SocketError | CloseReason::Shutdown
@@ -154,6 +154,8 @@ struct Conns {
     dirty: Vec<ConnId>,
     closing: Vec<(ConnId, CloseReason)>,
     sendq: usize,
+    /// Sum of every session's unsent output.
+    queued: usize,
 }
 
 /// Everything the core keeps per connection (about 100 bytes, no heap while idle).
@@ -242,6 +244,7 @@ impl Chat {
                 dirty: Vec::new(),
                 closing: Vec::new(),
                 sendq: config.sendq,
+                queued: 0,
             },
             config,
             max_clients,
@@ -415,13 +418,7 @@ impl Chat {
 
     /// The kernel took the first `n` bytes of `id`'s output; the buffer is freed once empty.
     pub fn consume_output(&mut self, id: ConnId, n: usize) {
-        if let Some(s) = self.conns.get_mut(id) {
-            if n >= s.out.len() {
-                s.out = Vec::new();
-            } else {
-                s.out.drain(..n);
-            }
-        }
+        self.conns.consume(id, n);
     }
 
     /// The next connection to close, with its last bytes.
@@ -439,6 +436,13 @@ impl Chat {
         self.timers
             .peek()
             .map(|Reverse(t)| self.epoch + Duration::from_millis(t.at_ms))
+    }
+
+    /// Bytes queued for all connections and not yet taken by [`Chat::consume_output`]. The
+    /// shell flushes early when a busy turn makes this large, which bounds the memory a burst
+    /// of broadcasts can hold at once.
+    pub fn queued_bytes(&self) -> usize {
+        self.conns.queued
     }
 
     /// Number of open connections.
@@ -488,9 +492,11 @@ impl Chat {
         }
         let mut users = 0;
         let mut live = 0;
+        let mut queued = 0;
         for (i, s) in self.conns.slots.iter().enumerate() {
             let Some(s) = s else { continue };
             live += 1;
+            queued += s.out.len();
             if !s.nick.is_empty() {
                 users += 1;
                 if self.find_nick(s.nick.as_str()) != Some(i as u32) {
@@ -503,6 +509,12 @@ impl Chat {
                 "counts disagree: {} nicks, {users} users, {in_rooms} in rooms, {live}/{} live",
                 self.nicks.len(),
                 self.live
+            ));
+        }
+        if queued != self.conns.queued {
+            return Err(format!(
+                "{queued} bytes queued, {} counted",
+                self.conns.queued
             ));
         }
         if self.live == 0 && (!self.per_ip.is_empty() || self.rooms.len() != 1) {
@@ -533,11 +545,7 @@ impl Chat {
             match event {
                 TelnetEvent::Data(b) => match assembler.push(b, &mut buf, max_line) {
                     None => {}
-                    Some(LineEvent::TooLong) => {
-                        self.fmt_buf.clear();
-                        reply::line_too_long(&mut self.fmt_buf, max_line);
-                        self.conns.deliver(id.index, &self.fmt_buf);
-                    }
+                    Some(LineEvent::TooLong) => self.line_too_long(id),
                     Some(LineEvent::Line) => {
                         self.dispatch_line(id, &buf);
                         buf.clear();
@@ -709,6 +717,16 @@ impl Chat {
         }
     }
 
+    /// Answers an overlong line; before login the prompt follows, as after every error there.
+    fn line_too_long(&mut self, id: ConnId) {
+        self.fmt_buf.clear();
+        reply::line_too_long(&mut self.fmt_buf, self.config.max_line);
+        self.conns.deliver(id.index, &self.fmt_buf);
+        if self.conns.get(id).is_some_and(|s| s.nick.is_empty()) {
+            self.conns.deliver(id.index, reply::PROMPT);
+        }
+    }
+
     // ---- commands ----
 
     fn try_login(&mut self, id: ConnId, name: &str) {
@@ -749,10 +767,10 @@ impl Chat {
         loop {
             self.guests += 1;
             let name = format!("guest{}", self.guests);
-            if let Ok(nick) = parse_nick(&name) {
-                if self.find_nick(&name).is_none() {
-                    return nick;
-                }
+            if let Ok(nick) = parse_nick(&name)
+                && self.find_nick(&name).is_none()
+            {
+                return nick;
             }
         }
     }
@@ -848,11 +866,11 @@ impl Chat {
         };
         let key = name.as_str().to_ascii_lowercase();
         let current = self.conns.get(id).map_or(NO_ROOM, |s| s.room);
-        if let Some(&r) = self.room_index.get(&key) {
-            if r as u32 == current {
-                let shown = self.rooms[r].name;
-                return self.send_error(id, &["You are already in #", shown.as_str(), "."]);
-            }
+        if let Some(&r) = self.room_index.get(&key)
+            && r as u32 == current
+        {
+            let shown = self.rooms[r].name;
+            return self.send_error(id, &["You are already in #", shown.as_str(), "."]);
         }
         self.leave_room(id, "");
         let room = match self.room_index.get(&key) {
@@ -1109,15 +1127,16 @@ impl Chat {
             return;
         };
         self.live -= 1;
-        if let Some(key) = s.ip {
-            if let Some(n) = self.per_ip.get_mut(&key) {
-                *n -= 1;
-                if *n == 0 {
-                    self.per_ip.remove(&key);
-                }
+        self.conns.queued -= s.out.len();
+        if let Some(key) = s.ip
+            && let Some(n) = self.per_ip.get_mut(&key)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&key);
             }
         }
-        if !reason.from_shell() {
+        if !reason.is_from_shell() {
             let final_output = if reason == CloseReason::TooSlow {
                 Vec::new()
             } else {
@@ -1193,23 +1212,44 @@ impl Conns {
         };
         if s.out.len() + bytes.len() > self.sendq {
             s.closing = true;
+            self.queued -= s.out.len();
             s.out = Vec::new();
             self.closing.push((id, CloseReason::TooSlow));
             return;
         }
         if s.out.is_empty() {
             self.dirty.push(id);
-            s.out.reserve(bytes.len().max(256));
+            s.out.reserve(bytes.len().max(64));
         }
         s.out.extend_from_slice(bytes);
+        self.queued += bytes.len();
+    }
+
+    /// Drops the first `n` bytes of `id`'s output, freeing the buffer once it is empty.
+    fn consume(&mut self, id: ConnId, n: usize) {
+        let Some(s) = self
+            .slots
+            .get_mut(id.index as usize)
+            .and_then(Option::as_mut)
+            .filter(|s| s.generation == id.generation)
+        else {
+            return;
+        };
+        if n >= s.out.len() {
+            self.queued -= s.out.len();
+            s.out = Vec::new();
+        } else {
+            self.queued -= n;
+            s.out.drain(..n);
+        }
     }
 
     fn request_close(&mut self, id: ConnId, reason: CloseReason) {
-        if let Some(s) = self.get_mut(id) {
-            if !s.closing {
-                s.closing = true;
-                self.closing.push((id, reason));
-            }
+        if let Some(s) = self.get_mut(id)
+            && !s.closing
+        {
+            s.closing = true;
+            self.closing.push((id, reason));
         }
     }
 }
