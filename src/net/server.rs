@@ -76,13 +76,8 @@ struct Conn {
 impl Server {
     /// Raises the open-file limit, binds every listen address and sets up signals.
     pub fn bind(config: Config) -> Result<Server, ServerError> {
-        let max_clients = match config.max_clients {
-            Some(n) => {
-                fd_limit::raise_and_derive_max_clients(config.listen.len());
-                n
-            }
-            None => fd_limit::raise_and_derive_max_clients(config.listen.len()),
-        };
+        let fd_capacity = fd_limit::raise_and_derive_max_clients(config.listen.len());
+        let max_clients = config.max_clients.unwrap_or(fd_capacity);
         let poll = Poll::new().map_err(ServerError::Setup)?;
         let mut listeners = Vec::new();
         for (i, &addr) in config.listen.iter().enumerate() {
