@@ -2,26 +2,13 @@
 
 mod support;
 
-use support::{Client, Server, chat, login, login_seen_by};
+use support::{Client, Server, chat, connect_to_prompt, login, pair};
 
 const INVALID_NICK: &str =
     "!!! Invalid nickname: use 1 to 24 letters, digits, _ or -, starting with a letter.";
 
 fn too_long(limit: usize) -> String {
     format!("!!! Line too long: the limit is {limit} bytes, and that line was discarded.")
-}
-
-/// alice (sender) and bob (listener), both in #lobby.
-fn pair(server: &Server) -> (Client, Client) {
-    let mut bob = login(server.addr, "bob");
-    let alice = login_seen_by(server.addr, "alice", &mut [&mut bob]);
-    (alice, bob)
-}
-
-fn connect_to_prompt(server: &Server) -> Client {
-    let mut c = Client::connect(server.addr);
-    c.skip_banner();
-    c
 }
 
 #[test]

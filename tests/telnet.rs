@@ -4,22 +4,9 @@
 mod support;
 
 use support::{
-    AO, AYT, BRK, Client, DO, DONT, EC, EL, IAC, IP, NOP, SB, SE, Server, WILL, WONT, chat, login,
-    login_seen_by,
+    AO, AYT, BRK, DO, DONT, EC, EL, IAC, IP, NOP, SB, SE, Server, WILL, WONT, chat,
+    connect_to_prompt, login, login_seen_by, pair,
 };
-
-/// alice (telnet user) and bob (listener), both in #lobby.
-fn pair(server: &Server) -> (Client, Client) {
-    let mut bob = login(server.addr, "bob");
-    let alice = login_seen_by(server.addr, "alice", &mut [&mut bob]);
-    (alice, bob)
-}
-
-fn connect_to_prompt(server: &Server) -> Client {
-    let mut c = Client::connect(server.addr);
-    c.skip_banner();
-    c
-}
 
 #[test]
 fn will_is_answered_dont() {

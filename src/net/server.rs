@@ -270,11 +270,7 @@ impl Server {
             if !self.chat.wants_input(id) {
                 return;
             }
-            let Some(conn) = self
-                .conns
-                .get_mut(id.index as usize)
-                .filter(|c| c.generation == id.generation)
-            else {
+            let Some(conn) = conn_of(&mut self.conns, id) else {
                 return;
             };
             match conn.stream.read(&mut self.scratch) {
@@ -295,11 +291,7 @@ impl Server {
 
     /// Writes `id`'s pending output once, keeping WRITABLE interest only while some is left.
     fn flush(&mut self, id: ConnId) {
-        let Some(conn) = self
-            .conns
-            .get_mut(id.index as usize)
-            .filter(|c| c.generation == id.generation)
-        else {
+        let Some(conn) = conn_of(&mut self.conns, id) else {
             return;
         };
         let out = self.chat.output(id);
@@ -406,10 +398,15 @@ impl Server {
     }
 
     fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
-        self.conns
-            .get_mut(id.index as usize)
-            .filter(|c| c.generation == id.generation)
+        conn_of(&mut self.conns, id)
     }
+}
+
+/// The connection `id` names, unless its slot is empty or holds a newer connection.
+fn conn_of(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
+    conns
+        .get_mut(id.index as usize)
+        .filter(|c| c.generation == id.generation)
 }
 
 fn id_to_token(id: ConnId) -> Token {

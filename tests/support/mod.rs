@@ -682,3 +682,17 @@ pub fn login_seen_by(addr: SocketAddr, nick: &str, others: &mut [&mut Client]) -
 pub fn chat(nick: &str, text: &str) -> String {
     format!("<{nick}> {text}")
 }
+
+/// alice (the sender) and bob (the listener), both logged in to #lobby.
+pub fn pair(server: &Server) -> (Client, Client) {
+    let mut bob = login(server.addr, "bob");
+    let alice = login_seen_by(server.addr, "alice", &mut [&mut bob]);
+    (alice, bob)
+}
+
+/// A client that has read the banner and is at the nickname prompt.
+pub fn connect_to_prompt(server: &Server) -> Client {
+    let mut c = Client::connect(server.addr);
+    c.skip_banner();
+    c
+}
