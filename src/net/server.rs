@@ -8,6 +8,7 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
+use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
@@ -23,6 +24,9 @@ const TURN_OUTPUT_LIMIT: usize = 256 * 1024;
 /// How long to wait before accepting again after running out of file descriptors (a close of
 /// our own resumes accepting at once).
 const ACCEPT_RETRY: Duration = Duration::from_millis(500);
+
+/// Accept queue length asked of the kernel.
+const LISTEN_BACKLOG: i32 = 4096;
 
 const SIGNAL_TOKEN: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 1024;
@@ -81,8 +85,7 @@ impl Server {
         let poll = Poll::new().map_err(ServerError::Setup)?;
         let mut listeners = Vec::new();
         for (i, &addr) in config.listen.iter().enumerate() {
-            let mut listener =
-                TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+            let mut listener = listen(addr).map_err(|source| ServerError::Bind { addr, source })?;
             poll.registry()
                 .register(&mut listener, Token(LISTENER_BASE + i), Interest::READABLE)
                 .map_err(ServerError::Setup)?;
@@ -407,6 +410,17 @@ fn conn_of(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
     conns
         .get_mut(id.index as usize)
         .filter(|c| c.generation == id.generation)
+}
+
+/// Binds a non-blocking listener with a deep accept queue (mio's own `bind` asks for 128, which
+/// a burst of connecting clients overflows; the kernel caps it at `net.core.somaxconn`).
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 fn id_to_token(id: ConnId) -> Token {

@@ -1,0 +1,196 @@
+//! Reading the server's figures from /proc: memory (VmRSS, RssAnon), CPU time (utime+stime in
+//! clock ticks, and the precise run time in ns from schedstat) and the number of open fds.
+//!
+//! The parsers take the files' text so they are unit-tested on sample text.
+
+use crate::error::{IoContext, Result};
+use std::fs;
+use std::time::{Duration, Instant};
+
+/// Memory figures from /proc/PID/status, in KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Memory {
+    /// Resident set size (`VmRSS`).
+    pub rss_kb: u64,
+    /// Anonymous resident memory (`RssAnon`): the heap, what a connection really costs.
+    pub anon_kb: u64,
+}
+
+/// CPU time consumed by the process so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cpu {
+    /// utime + stime from /proc/PID/stat, in clock ticks.
+    pub ticks: u64,
+    /// First field of /proc/PID/schedstat: time spent on the CPU, in ns.
+    pub ns: u64,
+}
+
+/// Parses the `VmRSS` and `RssAnon` lines of /proc/PID/status.
+pub fn parse_status(text: &str) -> Option<Memory> {
+    let field = |name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    Some(Memory {
+        rss_kb: field("VmRSS:")?,
+        anon_kb: field("RssAnon:")?,
+    })
+}
+
+/// Parses utime + stime (fields 14 and 15) from /proc/PID/stat.
+///
+/// The command name (field 2) may contain spaces and parentheses, so fields are counted
+/// after its last `)`.
+pub fn parse_stat_ticks(text: &str) -> Option<u64> {
+    let after = &text[text.rfind(')')? + 1..];
+    // After ")": field 3 (state) is index 0, so utime (14) is index 11 and stime (15) index 12.
+    let mut it = after.split_whitespace().skip(11);
+    let utime: u64 = it.next()?.parse().ok()?;
+    let stime: u64 = it.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Parses the first field of /proc/PID/schedstat (ns on the CPU).
+pub fn parse_schedstat_ns(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Finds AT_CLKTCK (type 17) in the bytes of /proc/self/auxv (pairs of native-endian u64).
+pub fn parse_auxv_clktck(bytes: &[u8]) -> Option<u64> {
+    const AT_CLKTCK: u64 = 17;
+    let word = |c: &[u8]| c.try_into().ok().map(u64::from_ne_bytes);
+    bytes
+        .chunks_exact(16)
+        .find_map(|pair| match (word(&pair[..8])?, word(&pair[8..])?) {
+            (AT_CLKTCK, v) if v > 0 => Some(v),
+            _ => None,
+        })
+}
+
+/// Clock ticks per second (what /proc/PID/stat counts in); 100 if auxv cannot be read.
+pub fn clock_ticks_per_sec() -> u64 {
+    fs::read("/proc/self/auxv")
+        .ok()
+        .and_then(|b| parse_auxv_clktck(&b))
+        .unwrap_or(100)
+}
+
+/// A process whose figures we read.
+#[derive(Debug, Clone, Copy)]
+pub struct Proc {
+    pid: u32,
+}
+
+impl Proc {
+    /// Checks that /proc/PID exists and returns a handle to it.
+    pub fn new(pid: u32) -> Result<Proc> {
+        fs::metadata(format!("/proc/{pid}/status"))
+            .ctx(|| format!("--pid {pid}: cannot read /proc/{pid}/status"))?;
+        Ok(Proc { pid })
+    }
+
+    /// Current memory figures.
+    pub fn memory(&self) -> Result<Memory> {
+        let path = format!("/proc/{}/status", self.pid);
+        let text = fs::read_to_string(&path).ctx(|| format!("reading {path}"))?;
+        parse_status(&text).ok_or_else(|| bad_format(&path))
+    }
+
+    /// CPU time used so far.
+    pub fn cpu(&self) -> Result<Cpu> {
+        let path = format!("/proc/{}/stat", self.pid);
+        let text = fs::read_to_string(&path).ctx(|| format!("reading {path}"))?;
+        let ticks = parse_stat_ticks(&text).ok_or_else(|| bad_format(&path))?;
+        let path = format!("/proc/{}/schedstat", self.pid);
+        let text = fs::read_to_string(&path).ctx(|| format!("reading {path}"))?;
+        let ns = parse_schedstat_ns(&text).ok_or_else(|| bad_format(&path))?;
+        Ok(Cpu { ticks, ns })
+    }
+
+    /// Polls the fd count until it has not changed for `stable` or `max` has passed, and
+    /// returns it: a previous run's sockets may still be closing.
+    pub fn settled_fds(&self, stable: Duration, max: Duration) -> Result<u64> {
+        let until = Instant::now() + max;
+        let mut fds = self.open_fds()?;
+        let mut since = Instant::now();
+        while since.elapsed() < stable && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = self.open_fds()?;
+            if now != fds {
+                fds = now;
+                since = Instant::now();
+            }
+        }
+        Ok(fds)
+    }
+
+    /// Number of entries in /proc/PID/fd (needs the same user or root).
+    pub fn open_fds(&self) -> Result<u64> {
+        let path = format!("/proc/{}/fd", self.pid);
+        let dir = fs::read_dir(&path).ctx(|| format!("listing {path}"))?;
+        let mut n = 0;
+        for entry in dir {
+            entry.ctx(|| format!("listing {path}"))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn bad_format(path: &str) -> crate::error::Error {
+    crate::error::Error::Protocol(format!("{path} has an unexpected format"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_sample() {
+        let text = "Name:\tnatter\nVmPeak:\t  10000 kB\nVmRSS:\t    1924 kB\nRssAnon:\t     156 kB\nRssFile:\t 1768 kB\n";
+        assert_eq!(
+            parse_status(text),
+            Some(Memory {
+                rss_kb: 1924,
+                anon_kb: 156
+            })
+        );
+        assert_eq!(parse_status("VmRSS:\t1 kB\n"), None);
+    }
+
+    #[test]
+    fn stat_sample_with_odd_comm() {
+        let text =
+            "4970 (cat) R 4967 4967 4411 0 -1 4194304 98 0 0 0 7 5 0 0 20 0 1 0 52002 3133440 382";
+        assert_eq!(parse_stat_ticks(text), Some(12));
+        let odd = "4970 (we ird) x) S 4967 4967 4411 0 -1 4194304 98 0 0 0 70 30 0 0 20 0 1 0";
+        assert_eq!(parse_stat_ticks(odd), Some(100));
+        assert_eq!(parse_stat_ticks("1 (x) S 2 3"), None);
+    }
+
+    #[test]
+    fn schedstat_sample() {
+        assert_eq!(parse_schedstat_ns("340136 0 3\n"), Some(340136));
+        assert_eq!(parse_schedstat_ns(""), None);
+    }
+
+    #[test]
+    fn auxv_sample() {
+        let mut b = Vec::new();
+        for (k, v) in [(6u64, 4096u64), (17, 100), (0, 0)] {
+            b.extend_from_slice(&k.to_ne_bytes());
+            b.extend_from_slice(&v.to_ne_bytes());
+        }
+        assert_eq!(parse_auxv_clktck(&b), Some(100));
+        assert_eq!(parse_auxv_clktck(&b[..16]), None);
+    }
+
+    #[test]
+    fn reads_own_process() {
+        let me = Proc::new(std::process::id()).unwrap();
+        assert!(me.memory().unwrap().rss_kb > 0);
+        assert!(me.open_fds().unwrap() >= 3);
+        me.cpu().unwrap();
+    }
+}
