@@ -8,8 +8,11 @@ mod server;
 
 pub use server::{Server, ServerError};
 
-/// Writes one log line (`natter: ...`) to stderr; log lines are never fatal.
+/// Writes one log line (`natter: ...`) to stderr in a single system call (stderr is
+/// unbuffered, so formatting straight into it would cost one call per piece); log lines are
+/// never fatal.
 pub(crate) fn log(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "natter: {args}");
+    let line = format!("natter: {args}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }

@@ -342,6 +342,11 @@ impl Server {
         if self.conn_mut(id).is_none() {
             return;
         }
+        // A reset or a write to a closed peer is the peer leaving, not a fault of ours.
+        let (reason, error) = match error {
+            Some(e) if is_peer_gone(&e) => (CloseReason::PeerClosed, None),
+            other => (reason, other),
+        };
         self.conns.remove(id.index as usize);
         match error {
             Some(e) => log(format_args!("disconnect {id} ({reason}: {e})")),
@@ -437,6 +442,13 @@ fn token_to_id(token: usize) -> ConnId {
 fn is_out_of_descriptors(e: &io::Error) -> bool {
     // EMFILE, ENFILE, ENOBUFS, ENOMEM: the system is short of something; retry later.
     matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
+fn is_peer_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
 }
 
 fn is_transient_accept_error(e: &io::Error) -> bool {
