@@ -18,9 +18,11 @@ use thiserror::Error;
 const SCRATCH: usize = 16 * 1024;
 /// Reads from one connection per turn before others get their turn.
 const READS_PER_TURN: usize = 8;
-/// Queued output after which the loop writes before handling more events, so one busy turn
-/// (a crowd logging in to a big room) cannot pile up unbounded output buffers.
-const TURN_OUTPUT_LIMIT: usize = 256 * 1024;
+/// Queued output after which the loop writes before handling more events. Large enough that
+/// lines from several senders in one turn share one write per recipient (fan-out cost is
+/// mostly system calls), small enough that a crowd logging in to a big room cannot pile up
+/// unbounded output buffers.
+const TURN_OUTPUT_LIMIT: usize = 4096 * 1024;
 /// How long to wait before accepting again after running out of file descriptors (a close of
 /// our own resumes accepting at once).
 const ACCEPT_RETRY: Duration = Duration::from_millis(500);
@@ -123,7 +125,7 @@ impl Server {
     /// Runs until SIGINT or SIGTERM, then flushes for up to the shutdown grace and returns.
     pub fn run(mut self) -> Result<(), ServerError> {
         let mut events = Events::with_capacity(1024);
-        let mut dirty = Vec::new();
+        let mut dirty = Vec::with_capacity(self.conns.capacity());
         loop {
             let timeout = self.poll_timeout(Instant::now());
             if let Err(e) = self.poll.poll(&mut events, timeout) {

@@ -225,23 +225,25 @@ impl Chat {
     /// the core's clock (only differences of later `now` values matter).
     pub fn new(config: Config, max_clients: usize, now: Instant) -> Chat {
         let mut rooms = slab::Slab::new();
+        // Structures that grow with the number of connections are reserved up front: untouched
+        // pages cost no memory, no doubling copy leaves half of a table unused, and none of them
+        // is reallocated on top of the heap during a burst (which would pin freed output
+        // buffers below it).
+        let reserve = max_clients.min(1 << 20);
         let default_room = rooms.insert(Room {
             name: config.default_room,
-            members: Vec::new(),
+            members: Vec::with_capacity(reserve),
         });
         let mut room_index = HashMap::new();
         room_index.insert(
             config.default_room.as_str().to_ascii_lowercase(),
             default_room,
         );
-        // Reserve the slot table up front: pages never touched cost no memory, and no doubling
-        // copy ever leaves half of it unused.
-        let reserve = max_clients.min(1 << 20);
         Chat {
             banner: reply::banner(&config.banner),
             conns: Conns {
                 slots: Vec::with_capacity(reserve),
-                dirty: Vec::new(),
+                dirty: Vec::with_capacity(reserve),
                 closing: Vec::new(),
                 sendq: config.sendq,
                 queued: 0,
@@ -250,7 +252,7 @@ impl Chat {
             max_clients,
             epoch: now,
             live: 0,
-            nicks: HashTable::new(),
+            nicks: HashTable::with_capacity(reserve),
             hasher: RandomState::new(),
             rooms,
             room_index,
