@@ -65,6 +65,8 @@ pub struct Server {
     backlog: Vec<ConnId>,
     /// Connections whose socket became writable.
     writable: Vec<ConnId>,
+    /// Reused list of connections to write this turn.
+    to_flush: Vec<ConnId>,
     /// Set while accepting is paused because descriptors ran out.
     accept_retry_at: Option<Instant>,
     shutdown_grace: Duration,
@@ -108,6 +110,7 @@ impl Server {
             scratch: vec![0; SCRATCH],
             backlog: Vec::new(),
             writable: Vec::new(),
+            to_flush: Vec::with_capacity(max_clients.min(1 << 20)),
             accept_retry_at: None,
             shutdown_grace,
             shutdown_at: None,
@@ -125,7 +128,6 @@ impl Server {
     /// Runs until SIGINT or SIGTERM, then flushes for up to the shutdown grace and returns.
     pub fn run(mut self) -> Result<(), ServerError> {
         let mut events = Events::with_capacity(1024);
-        let mut dirty = Vec::with_capacity(self.conns.capacity());
         loop {
             let timeout = self.poll_timeout(Instant::now());
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -149,15 +151,11 @@ impl Server {
                         }
                     }
                 }
-                if self.chat.queued_bytes() > TURN_OUTPUT_LIMIT {
-                    self.drain(&mut dirty, now);
-                }
+                self.drain_if_full(now);
             }
             for id in std::mem::take(&mut self.backlog) {
                 self.read(id, now, true);
-                if self.chat.queued_bytes() > TURN_OUTPUT_LIMIT {
-                    self.drain(&mut dirty, now);
-                }
+                self.drain_if_full(now);
             }
             if self.chat.next_deadline().is_some_and(|d| d <= now) {
                 self.chat.handle_timeout(now);
@@ -168,7 +166,7 @@ impl Server {
             while let Some(id) = self.chat.poll_resume() {
                 self.read(id, now, true);
             }
-            self.drain(&mut dirty, now);
+            self.drain(now);
             if let Some(deadline) = self.shutdown_at
                 && (now >= deadline || self.all_flushed())
             {
@@ -195,19 +193,28 @@ impl Server {
     }
 
     /// Writes what the turn produced: closes first, then every dirty or writable connection.
-    fn drain(&mut self, dirty: &mut Vec<ConnId>, now: Instant) {
+    fn drain(&mut self, now: Instant) {
+        let mut to_flush = std::mem::take(&mut self.to_flush);
         loop {
             while let Some(closed) = self.chat.poll_close() {
                 self.finish_close(closed, now);
             }
-            self.chat.drain_dirty(dirty);
-            dirty.append(&mut self.writable);
-            if dirty.is_empty() {
-                return;
+            self.chat.drain_dirty(&mut to_flush);
+            to_flush.append(&mut self.writable);
+            if to_flush.is_empty() {
+                break;
             }
-            for &id in dirty.iter() {
+            for &id in to_flush.iter() {
                 self.flush(id);
             }
+        }
+        self.to_flush = to_flush;
+    }
+
+    /// Writes early when this turn has already queued a lot of output.
+    fn drain_if_full(&mut self, now: Instant) {
+        if self.chat.queued_bytes() > TURN_OUTPUT_LIMIT {
+            self.drain(now);
         }
     }
 
@@ -217,7 +224,10 @@ impl Server {
                 return;
             };
             match l.accept() {
-                Ok((stream, addr)) => self.add_conn(stream, addr, now),
+                Ok((stream, addr)) => {
+                    self.add_conn(stream, addr, now);
+                    self.drain_if_full(now);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_out_of_descriptors(&e) => {
                     log(format_args!(
