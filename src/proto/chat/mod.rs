@@ -10,7 +10,10 @@
 //! 2. take every id from [`Chat::poll_resume`] and read that socket again (flood control
 //!    paused it and the budget refilled);
 //! 3. take the dirty ids from [`Chat::drain_dirty`], write each one's [`Chat::output`] once and
-//!    report what the kernel took with [`Chat::consume_output`];
+//!    report what the kernel took with [`Chat::consume_output`]. An id is reported dirty only
+//!    when its output goes from empty to non-empty: if the kernel did not take everything, the
+//!    shell itself must remember the id (it waits for the socket to become writable) and write
+//!    again, or that output is never reported again;
 //! 4. sleep in its poll until the next I/O event or [`Chat::next_deadline`], whichever is first,
 //!    then call [`Chat::handle_timeout`] if the deadline passed.
 //!
