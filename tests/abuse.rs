@@ -323,8 +323,6 @@ fn slow_consumer_is_cut_and_fast_readers_lose_nothing() {
 }
 
 #[test]
-#[ignore = "BUG: --sendq is checked while a turn queues output, before any write is tried: \
-            one read of a 4.6 KB paste cuts every member as too slow under --sendq 4096"]
 fn a_paste_that_fits_the_socket_does_not_cut_a_fast_reader() {
     // bob has read everything and his socket buffers are empty; alice pastes 10 lines of
     // 450 bytes in one write. bob's share (~4.6 KB) fits his socket buffer many times over,
@@ -795,8 +793,6 @@ fn peer_reset_during_a_flood_is_survived() {
 }
 
 #[test]
-#[ignore = "BUG: when the FIN comes with (or right after) the last lines, the server drops the \
-            connection on read() == 0 together with the replies it just queued"]
 fn half_closed_client_still_gets_its_reply() {
     let server = Server::start(&[]);
     let mut alice = login(server.addr, "alice");
@@ -818,8 +814,6 @@ fn half_closed_client_still_gets_its_reply() {
 }
 
 #[test]
-#[ignore = "BUG: when the FIN comes with (or right after) the last lines, the server drops the \
-            connection on read() == 0 together with the replies it just queued"]
 fn piped_session_with_half_close_gets_every_reply() {
     // What `printf 'carol\n/who\n' | nc -N HOST PORT` does: everything at once, then FIN.
     let server = Server::start(&[]);

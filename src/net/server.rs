@@ -18,11 +18,6 @@ use thiserror::Error;
 const SCRATCH: usize = 16 * 1024;
 /// Reads from one connection per turn before others get their turn.
 const READS_PER_TURN: usize = 8;
-/// Queued output after which the loop writes before handling more events. Large enough that
-/// lines from several senders in one turn share one write per recipient (fan-out cost is
-/// mostly system calls), small enough that a crowd logging in to a big room cannot pile up
-/// unbounded output buffers.
-const TURN_OUTPUT_LIMIT: usize = 4096 * 1024;
 /// How long to wait before accepting again after running out of file descriptors (a close of
 /// our own resumes accepting at once).
 const ACCEPT_RETRY: Duration = Duration::from_millis(500);
@@ -163,10 +158,12 @@ impl Server {
             if self.accept_retry_at.is_some_and(|t| t <= now) {
                 self.resume_accepting(now);
             }
-            while let Some(id) = self.chat.poll_resume() {
-                self.read(id, now, true);
-            }
             self.drain(now);
+            // Input that flood control or output backpressure held is read again next turn
+            // (the poll does not block while the backlog is non-empty).
+            while let Some(id) = self.chat.poll_resume() {
+                self.backlog.push(id);
+            }
             if let Some(deadline) = self.shutdown_at
                 && (now >= deadline || self.all_flushed())
             {
@@ -202,7 +199,12 @@ impl Server {
             self.chat.drain_dirty(&mut to_flush);
             to_flush.append(&mut self.writable);
             if to_flush.is_empty() {
-                break;
+                if !self.chat.wants_flush() {
+                    break;
+                }
+                // Everything is written: let the senders held for output go on.
+                self.chat.handle_flushed(now);
+                continue;
             }
             for &id in to_flush.iter() {
                 self.flush(id);
@@ -213,7 +215,7 @@ impl Server {
 
     /// Writes early when this turn has already queued a lot of output.
     fn drain_if_full(&mut self, now: Instant) {
-        if self.chat.queued_bytes() > TURN_OUTPUT_LIMIT {
+        if self.chat.wants_flush() {
             self.drain(now);
         }
     }
@@ -289,7 +291,15 @@ impl Server {
                 return;
             };
             match conn.stream.read(&mut self.scratch) {
-                Ok(0) => return self.lose(id, CloseReason::PeerClosed, None, now),
+                Ok(0) => {
+                    // The peer closed its sending side: it may still read, so it gets the
+                    // replies to its last lines before the connection is closed.
+                    let out = self.chat.output(id);
+                    if !out.is_empty() {
+                        let _ = conn.stream.write(out);
+                    }
+                    return self.lose(id, CloseReason::PeerClosed, None, now);
+                }
                 Ok(n) => {
                     self.chat.handle_input(id, &self.scratch[..n], now);
                     if n < self.scratch.len() && !to_end {
@@ -315,22 +325,21 @@ impl Server {
         } else {
             conn.stream.write(out)
         };
-        let left = match result {
-            Ok(n) => {
-                let left = out.len() - n.min(out.len());
-                self.chat.consume_output(id, n);
-                left
-            }
+        let taken = match result {
+            Ok(n) => n,
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                 ) =>
             {
-                out.len()
+                0
             }
             Err(e) => return self.lose(id, CloseReason::SocketError, Some(e), Instant::now()),
         };
+        let left = out.len() - taken.min(out.len());
+        // Also when nothing was taken: the core judges --sendq after each write attempt.
+        self.chat.consume_output(id, taken);
         let want_writable = left > 0;
         if want_writable != conn.writing {
             let interest = if want_writable {

@@ -141,6 +141,8 @@ pub struct Chat {
     timers: BinaryHeap<Reverse<Timer>>,
     closed: std::collections::VecDeque<Closed>,
     resumed: Vec<ConnId>,
+    /// Senders whose input is held until the shell has written this turn's output.
+    held_for_output: Vec<ConnId>,
     shutting_down: bool,
     /// Scratch: the line being assembled during one `handle_input`.
     line_buf: Vec<u8>,
@@ -159,6 +161,11 @@ struct Conns {
     sendq: usize,
     /// Sum of every session's unsent output.
     queued: usize,
+    /// Bytes queued since the shell last wrote (see [`Chat::wants_flush`]).
+    fresh: usize,
+    /// Set when output queued since the last write is large enough that input processing
+    /// should pause until the shell writes it.
+    flush_wanted: bool,
 }
 
 /// Everything the core keeps per connection (about 100 bytes, no heap while idle).
@@ -171,8 +178,11 @@ struct Session {
     line: LineAssembler,
     seen_line: bool,
     closing: bool,
-    /// Flood control: input is held until the token bucket refills.
+    /// Input is held: flood control waits for the token bucket, or output backpressure waits
+    /// for the shell to write what this turn queued.
     paused: bool,
+    /// The last write attempt left output the kernel did not take.
+    blocked: bool,
     ip: Option<IpKey>,
     last_input_ms: u64,
     tokens: f32,
@@ -220,6 +230,20 @@ struct Timer {
     kind: TimerKind,
 }
 
+/// Why input processing stopped with bytes left over.
+#[derive(Clone, Copy)]
+enum Hold {
+    /// The token bucket is empty; a timer resumes it.
+    Rate,
+    /// This turn queued a lot of output; the shell's next write resumes it.
+    Output,
+}
+
+/// Output queued in one turn after which input processing pauses until the shell writes.
+/// Large enough that lines from several senders share one write per recipient (fan-out cost is
+/// mostly system calls), small enough to bound what a burst can hold in memory.
+pub const OUTPUT_HIGH_WATER: usize = 8 << 20;
+
 const NO_ROOM: u32 = u32::MAX;
 const MAX_LISTED: usize = 100;
 
@@ -250,6 +274,8 @@ impl Chat {
                 closing: Vec::new(),
                 sendq: config.sendq,
                 queued: 0,
+                fresh: 0,
+                flush_wanted: false,
             },
             config,
             max_clients,
@@ -265,6 +291,7 @@ impl Chat {
             timers: BinaryHeap::new(),
             closed: Default::default(),
             resumed: Vec::new(),
+            held_for_output: Vec::new(),
             shutting_down: false,
             line_buf: Vec::new(),
             fmt_buf: Vec::new(),
@@ -313,6 +340,7 @@ impl Chat {
             seen_line: false,
             closing: false,
             paused: false,
+            blocked: false,
             ip: counted.then_some(key),
             last_input_ms: now_ms,
             tokens: self.config.burst as f32,
@@ -405,6 +433,33 @@ impl Chat {
         self.finish();
     }
 
+    /// Whether output queued since the last write is large enough that the shell should write
+    /// before handling more events (input that queued it is held meanwhile). This bounds the
+    /// memory one turn can fill with output, and keeps one fast reader from being judged on
+    /// more than it was ever offered.
+    pub fn wants_flush(&self) -> bool {
+        self.conns.flush_wanted
+    }
+
+    /// The shell has written every dirty connection: resumes the senders whose input was held
+    /// for output, in order, until output piles up again.
+    pub fn handle_flushed(&mut self, now: Instant) {
+        let now_ms = self.ms(now);
+        self.conns.fresh = 0;
+        self.conns.flush_wanted = false;
+        let mut waiting = std::mem::take(&mut self.held_for_output).into_iter();
+        for id in waiting.by_ref() {
+            self.release_held_input(id, now_ms);
+            if self.conns.flush_wanted {
+                break;
+            }
+        }
+        // Those not reached go first next time, then whoever paused again just now.
+        let paused_again = std::mem::replace(&mut self.held_for_output, waiting.collect());
+        self.held_for_output.extend(paused_again);
+        self.finish();
+    }
+
     /// Whether the shell should read from `id` now (false while flood control holds it).
     pub fn wants_input(&self, id: ConnId) -> bool {
         self.conns.get(id).is_some_and(|s| !s.paused && !s.closing)
@@ -421,9 +476,12 @@ impl Chat {
         self.conns.get(id).map_or(&[], |s| &s.out)
     }
 
-    /// The kernel took the first `n` bytes of `id`'s output; the buffer is freed once empty.
+    /// A write attempt for `id` is over and the kernel took the first `n` bytes of its output
+    /// (0 when it would block). The buffer is freed once empty; a client left with more than
+    /// `--sendq` unsent bytes is closed as too slow.
     pub fn consume_output(&mut self, id: ConnId, n: usize) {
         self.conns.consume(id, n);
+        self.finish();
     }
 
     /// The next connection to close, with its last bytes.
@@ -542,7 +600,7 @@ impl Chat {
             buf.append(&mut spill.line);
         }
         let max_line = self.config.max_line;
-        let mut held_from = None;
+        let mut held = None;
         for (i, &byte) in bytes.iter().enumerate() {
             let Some(event) = telnet.step(byte) else {
                 continue;
@@ -558,7 +616,11 @@ impl Chat {
                             break;
                         }
                         if !self.take_token(id, now_ms) {
-                            held_from = Some(i + 1);
+                            held = Some((i + 1, Hold::Rate));
+                            break;
+                        }
+                        if self.conns.flush_wanted {
+                            held = Some((i + 1, Hold::Output));
                             break;
                         }
                     }
@@ -581,7 +643,7 @@ impl Chat {
             if !buf.is_empty() {
                 s.spill.get_or_insert_default().line.extend_from_slice(&buf);
             }
-            if let Some(from) = held_from {
+            if let Some((from, _)) = held {
                 s.paused = true;
                 s.spill
                     .get_or_insert_default()
@@ -594,9 +656,13 @@ impl Chat {
             {
                 s.spill = None;
             }
-            if held_from.is_some() {
-                let wait = self.refill_wait_ms(id);
-                self.push_timer(now_ms + wait, id, TimerKind::Rate);
+            match held {
+                Some((_, Hold::Rate)) => {
+                    let wait = self.refill_wait_ms(id);
+                    self.push_timer(now_ms + wait, id, TimerKind::Rate);
+                }
+                Some((_, Hold::Output)) => self.held_for_output.push(id),
+                None => {}
             }
         }
         buf.clear();
@@ -635,6 +701,15 @@ impl Chat {
             let wait = self.refill_wait_ms(id);
             return self.push_timer(now_ms + wait, id, TimerKind::Rate);
         }
+        self.release_held_input(id, now_ms);
+    }
+
+    /// Unpauses `id`, processes the input it held, and tells the shell to read again unless
+    /// that input paused it once more.
+    fn release_held_input(&mut self, id: ConnId, now_ms: u64) {
+        let Some(s) = self.conns.open_mut(id) else {
+            return;
+        };
         s.paused = false;
         let held = s
             .spill
@@ -1215,10 +1290,12 @@ impl Conns {
             index,
             generation: s.generation,
         };
-        if s.out.len() + bytes.len() > self.sendq {
-            s.closing = true;
+        // A client the kernel is already refusing may hold at most --sendq unsent bytes; one
+        // that took everything last time is judged after the next write attempt instead.
+        if s.blocked && s.out.len() + bytes.len() > self.sendq {
             self.queued -= s.out.len();
             s.out = Vec::new();
+            s.closing = true;
             self.closing.push((id, CloseReason::TooSlow));
             return;
         }
@@ -1228,6 +1305,10 @@ impl Conns {
         }
         s.out.extend_from_slice(bytes);
         self.queued += bytes.len();
+        self.fresh += bytes.len();
+        if self.fresh > OUTPUT_HIGH_WATER || (!s.blocked && s.out.len() > self.sendq / 2) {
+            self.flush_wanted = true;
+        }
     }
 
     /// Drops the first `n` bytes of `id`'s output, freeing the buffer once it is empty.
@@ -1246,6 +1327,13 @@ impl Conns {
         } else {
             self.queued -= n;
             s.out.drain(..n);
+        }
+        s.blocked = !s.out.is_empty();
+        if s.out.len() > self.sendq && !s.closing {
+            self.queued -= s.out.len();
+            s.out = Vec::new();
+            s.closing = true;
+            self.closing.push((id, CloseReason::TooSlow));
         }
     }
 
