@@ -24,8 +24,10 @@
 //!
 //! # Limits
 //! Every untrusted size is bounded: input lines (`--max-line`), telnet subnegotiations (skipped,
-//! never stored), unsent output (`--sendq`, then the client is dropped as too slow), held input
-//! under flood control (one read), nicknames (24) and room names (32).
+//! never stored), unsent output (`--sendq`, judged after each write attempt; then the client is
+//! dropped as too slow), output queued in one loop turn (8 MiB, then the senders' remaining input
+//! is held until it is written), held input (one read), nicknames (24) and room names (32).
+//! Flood control and output backpressure hold input instead of dropping it: TCP keeps the rest.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 

@@ -7,15 +7,20 @@
 //! After every batch of `handle_*` calls (one turn of the event loop), the shell must:
 //! 1. take every [`Closed`] from [`Chat::poll_close`], write its `final_output` once and close
 //!    the socket (the core has already forgotten the connection);
-//! 2. take every id from [`Chat::poll_resume`] and read that socket again (flood control
-//!    paused it and the budget refilled);
-//! 3. take the dirty ids from [`Chat::drain_dirty`], write each one's [`Chat::output`] once and
-//!    report what the kernel took with [`Chat::consume_output`]. An id is reported dirty only
-//!    when its output goes from empty to non-empty: if the kernel did not take everything, the
-//!    shell itself must remember the id (it waits for the socket to become writable) and write
-//!    again, or that output is never reported again;
-//! 4. sleep in its poll until the next I/O event or [`Chat::next_deadline`], whichever is first,
+//! 2. take the dirty ids from [`Chat::drain_dirty`], write each one's [`Chat::output`] once and
+//!    report every attempt with [`Chat::consume_output`] (with 0 when the kernel took nothing:
+//!    `--sendq` is judged there). An id is reported dirty only when its output goes from empty
+//!    to non-empty: if the kernel did not take everything, the shell itself must remember the id
+//!    (it waits for the socket to become writable) and write again;
+//! 3. when nothing is left to write and [`Chat::wants_flush`] is set, call
+//!    [`Chat::handle_flushed`] (senders held for output go on) and repeat from 1;
+//! 4. take every id from [`Chat::poll_resume`] and read that socket again (flood control or
+//!    output backpressure held its input, and it may go on);
+//! 5. sleep in its poll until the next I/O event or [`Chat::next_deadline`], whichever is first,
 //!    then call [`Chat::handle_timeout`] if the deadline passed.
+//!
+//! The shell may also drain in the middle of a turn whenever [`Chat::wants_flush`] is set; that
+//! is what bounds the output one busy turn can pile up.
 //!
 //! Closes requested while a broadcast runs (a recipient passing `--sendq`) are only marked; they
 //! are carried out at the end of the `handle_*` call, never in the middle of a loop over a room.
