@@ -496,7 +496,13 @@ impl Chat {
 
     /// The next connection whose input was paused by flood control and may be read again.
     pub fn poll_resume(&mut self) -> Option<ConnId> {
-        self.resumed.pop()
+        // An id may have been closed after it was resumed, later in the same call.
+        while let Some(id) = self.resumed.pop() {
+            if self.conns.is_open(id) {
+                return Some(id);
+            }
+        }
+        None
     }
 
     /// When [`Chat::handle_timeout`] next has something to do; `None` when nothing is due ever.
@@ -610,10 +616,14 @@ impl Chat {
             let Some(event) = telnet.step(byte) else {
                 continue;
             };
-            match event {
+            // Replies to the sender itself can make it too slow: then act on nothing more.
+            let replied = match event {
                 TelnetEvent::Data(b) => match assembler.push(b, &mut buf, max_line) {
-                    None => {}
-                    Some(LineEvent::TooLong) => self.line_too_long(id),
+                    None => false,
+                    Some(LineEvent::TooLong) => {
+                        self.line_too_long(id);
+                        true
+                    }
                     Some(LineEvent::Line) => {
                         self.dispatch_line(id, &buf);
                         buf.clear();
@@ -628,18 +638,32 @@ impl Chat {
                             held = Some((i + 1, Hold::Output));
                             break;
                         }
+                        false
                     }
                 },
-                TelnetEvent::Reply(bytes) => self.conns.deliver(id.index, &bytes),
+                TelnetEvent::Reply(bytes) => {
+                    self.conns.deliver(id.index, &bytes);
+                    true
+                }
                 TelnetEvent::Interrupt => {
                     self.quit(id, "");
                     break;
                 }
                 TelnetEvent::AreYouThere => {
-                    self.conns.deliver(id.index, b"*** yes, still here\r\n")
+                    self.conns.deliver(id.index, b"*** yes, still here\r\n");
+                    true
                 }
-                TelnetEvent::EraseChar => line::erase_char(&mut buf),
-                TelnetEvent::EraseLine => buf.clear(),
+                TelnetEvent::EraseChar => {
+                    line::erase_char(&mut buf);
+                    false
+                }
+                TelnetEvent::EraseLine => {
+                    buf.clear();
+                    false
+                }
+            };
+            if replied && !self.conns.is_open(id) {
+                break;
             }
         }
         if let Some(s) = self.conns.open_mut(id) {
@@ -721,7 +745,8 @@ impl Chat {
             .as_mut()
             .map(|sp| std::mem::take(&mut sp.held))
             .unwrap_or_default();
-        if !held.is_empty() {
+        // After shutdown input is ignored, held input included.
+        if !held.is_empty() && !self.shutting_down {
             self.process_input(id, &held, now_ms);
         }
         if self.conns.get(id).is_some_and(|s| !s.paused && !s.closing) {
@@ -732,7 +757,7 @@ impl Chat {
     /// Acts on one complete input line.
     fn dispatch_line(&mut self, id: ConnId, raw: &[u8]) {
         let text = String::from_utf8_lossy(raw);
-        let Some(s) = self.conns.get_mut(id) else {
+        let Some(s) = self.conns.open_mut(id) else {
             return;
         };
         let first = !s.seen_line;
@@ -1041,7 +1066,7 @@ impl Chat {
     }
 
     fn quit(&mut self, id: ConnId, reason: &str) {
-        let Some(nick) = self.conns.get(id).map(|s| s.nick) else {
+        let Some(nick) = self.conns.open_mut(id).map(|s| s.nick) else {
             return;
         };
         if nick.is_empty() {
@@ -1212,6 +1237,7 @@ impl Chat {
             return;
         };
         self.live -= 1;
+        self.drop_stale_timers();
         self.conns.queued -= s.out.len();
         if let Some(key) = s.ip
             && let Some(n) = self.per_ip.get_mut(&key)
@@ -1241,6 +1267,23 @@ impl Chat {
         self.fmt_buf.clear();
         reply::error(&mut self.fmt_buf, parts);
         self.conns.deliver(id.index, &self.fmt_buf);
+    }
+
+    /// Forgets timers of closed connections: all of them once nobody is connected (an idle
+    /// server has no deadline), otherwise whenever they outnumber the live ones, so churn with
+    /// long timeouts cannot grow the heap.
+    fn drop_stale_timers(&mut self) {
+        if self.live == 0 {
+            self.timers.clear();
+        } else if self.timers.len() > 4 * self.live + 64 {
+            let conns = &self.conns;
+            self.timers.retain(|Reverse(t)| {
+                conns.is_open(ConnId {
+                    index: t.index,
+                    generation: t.generation,
+                })
+            });
+        }
     }
 
     fn push_timer(&mut self, at_ms: u64, id: ConnId, kind: TimerKind) {
