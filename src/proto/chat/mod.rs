@@ -166,7 +166,7 @@ struct Conns {
     sendq: usize,
     /// Sum of every session's unsent output.
     queued: usize,
-    /// Bytes queued since the shell last wrote (see [`Chat::wants_flush`]).
+    /// Bytes queued since the shell last took the dirty list (see [`Chat::wants_flush`]).
     fresh: usize,
     /// Set when output queued since the last write is large enough that input processing
     /// should pause until the shell writes it.
@@ -474,6 +474,8 @@ impl Chat {
     pub fn drain_dirty(&mut self, into: &mut Vec<ConnId>) {
         into.clear();
         std::mem::swap(into, &mut self.conns.dirty);
+        // The shell writes these now: output queued from here on is fresh again.
+        self.conns.fresh = 0;
     }
 
     /// Unsent output of `id`.

@@ -2069,3 +2069,22 @@ fn senders_held_for_output_in_one_turn_all_go_on_in_order() {
     assert!(h.closes.is_empty());
     assert!(h.chat.wants_input(alice) && h.chat.wants_input(bob));
 }
+
+#[test]
+fn output_written_every_turn_never_adds_up_to_a_flush() {
+    // The flush bound is per turn: output the shell has taken must not count again later.
+    let mut h = Harness::new();
+    let [alice, bob, carol] = h.login_all(["alice", "bob", "carol"]);
+    let line = format!("{}\r\n", "x".repeat(400));
+    let per_turn = 2 * format!("<alice> {line}").len();
+    let turns = crate::proto::chat::OUTPUT_HIGH_WATER / per_turn + 100;
+    for turn in 0..turns {
+        let now = h.now();
+        h.chat.handle_input(alice, line.as_bytes(), now);
+        assert!(!h.chat.wants_flush(), "flush wanted at turn {turn}");
+        assert!(h.chat.wants_input(alice));
+        h.clear();
+    }
+    assert!(h.take(bob).is_empty() && h.take(carol).is_empty());
+    assert!(h.closes.is_empty());
+}
