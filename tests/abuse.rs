@@ -7,9 +7,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -488,120 +488,33 @@ fn a_held_flood_does_not_slow_other_users() {
 // 4. Running out of file descriptors.
 // ---------------------------------------------------------------------------------------------
 
-/// A natter process started under a lowered open-file limit (not through the harness, which
-/// runs the binary directly).
-struct LimitedServer {
-    child: Child,
-    log: Arc<(Mutex<Vec<String>>, Condvar)>,
-    addr: SocketAddr,
-}
-
-impl LimitedServer {
-    fn start(nofile: u32, args: &[&str]) -> LimitedServer {
-        let bin = env!("CARGO_BIN_EXE_natter");
-        let has_prlimit = Command::new("prlimit")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        let mut cmd = if has_prlimit {
-            let mut c = Command::new("prlimit");
-            c.arg(format!("--nofile={nofile}:{nofile}"))
-                .arg("--")
-                .arg(bin);
-            c
-        } else {
-            let mut c = Command::new("sh");
-            c.arg("-c")
-                .arg(format!(
-                    "ulimit -Sn {nofile} && ulimit -Hn {nofile} && exec \"$0\" \"$@\""
-                ))
-                .arg(bin);
-            c
-        };
-        let mut child = cmd
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn natter under a lowered open-file limit");
-        let log: Arc<(Mutex<Vec<String>>, Condvar)> = Arc::default();
-        let pipe = child.stderr.take().expect("stderr pipe");
-        let shared = Arc::clone(&log);
-        thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                shared.0.lock().expect("log lock").push(line);
-                shared.1.notify_all();
-            }
-        });
-        let mut server = LimitedServer {
-            child,
-            log,
-            addr: "0.0.0.0:0".parse().expect("placeholder"),
-        };
-        let line = server
-            .wait_line(|l| l.contains("listening on "), Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("no listening line; stderr: {:#?}", server.lines()));
-        let word = line.rsplit(' ').next().expect("address word");
-        server.addr = word.parse().expect("listen address");
-        server
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.log.0.lock().expect("log lock").clone()
-    }
-
-    fn count(&self, pred: impl Fn(&str) -> bool) -> usize {
-        self.log
-            .0
-            .lock()
-            .expect("log lock")
-            .iter()
-            .filter(|l| pred(l))
-            .count()
-    }
-
-    fn wait_line(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        let mut lines = self.log.0.lock().expect("log lock");
-        loop {
-            if let Some(l) = lines.iter().find(|l| pred(l)) {
-                return Some(l.clone());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            lines = self
-                .log
-                .1
-                .wait_timeout(lines, deadline - now)
-                .expect("log lock")
-                .0;
-        }
-    }
-
-    /// utime + stime of the server process, in clock ticks.
-    fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .expect("read /proc/PID/stat");
-        // Fields after the command name (which may contain spaces) start at field 3.
-        let after = &stat[stat.rfind(')').expect("comm") + 2..];
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let utime: u64 = fields[14 - 3].parse().expect("utime");
-        let stime: u64 = fields[15 - 3].parse().expect("stime");
-        utime + stime
-    }
-}
-
-impl Drop for LimitedServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts natter under a lowered open-file limit (soft and hard: the server raises its soft
+/// limit to the hard one at start), through `prlimit` or, failing that, `sh -c ulimit`.
+fn start_limited(nofile: u32, args: &[&str]) -> Server {
+    let bin = env!("CARGO_BIN_EXE_natter");
+    let has_prlimit = Command::new("prlimit")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut cmd = if has_prlimit {
+        let mut c = Command::new("prlimit");
+        c.arg(format!("--nofile={nofile}:{nofile}"))
+            .arg("--")
+            .arg(bin);
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!(
+                "ulimit -Sn {nofile} && ulimit -Hn {nofile} && exec \"$0\" \"$@\""
+            ))
+            .arg(bin);
+        c
+    };
+    cmd.args(args);
+    Server::start_command(cmd)
 }
 
 /// What happened to a connection waiting for its banner.
@@ -612,7 +525,7 @@ enum Greeting {
 
 #[test]
 fn out_of_descriptors_pauses_accepting_without_spinning_and_recovers() {
-    let server = LimitedServer::start(
+    let mut server = start_limited(
         64,
         &[
             "--listen",
@@ -625,7 +538,7 @@ fn out_of_descriptors_pauses_accepting_without_spinning_and_recovers() {
             "1000",
         ],
     );
-    let pid = server.child.id();
+    let pid = server.pid();
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
     assert_eq!(comm.trim(), "natter", "pid {pid} is not the server");
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
@@ -650,14 +563,14 @@ fn out_of_descriptors_pauses_accepting_without_spinning_and_recovers() {
                 Instant::now() < deadline,
                 "client {} got neither a banner nor an accept pause; stderr: {:#?}",
                 members.len(),
-                server.lines()
+                server.stderr_lines()
             );
             match c.try_read_line(Duration::from_millis(50)) {
                 Ok(line) => {
                     assert_eq!(line, BANNER[0]);
                     break Greeting::Banner;
                 }
-                Err(_) if server.count(paused) > 0 => break Greeting::Paused,
+                Err(_) if server.count_stderr(paused) > 0 => break Greeting::Paused,
                 Err(_) => {}
             }
         };
@@ -718,14 +631,10 @@ fn out_of_descriptors_pauses_accepting_without_spinning_and_recovers() {
     waiting.read_until(|l| l == chat("u0", "welcome"));
 
     assert!(
-        server.count(paused) >= 1,
+        server.count_stderr(paused) >= 1,
         "stderr does not mention the paused accept"
     );
-    let mut server = server;
-    assert!(
-        server.child.try_wait().expect("try_wait").is_none(),
-        "the server exited"
-    );
+    assert!(server.is_running(), "the server exited");
     drop(knockers);
 }
 

@@ -90,8 +90,15 @@ impl Server {
     /// Starts the server with exactly `args` (for tests that need other values than
     /// [`BASE_ARGS`]; pass a `--listen` yourself).
     pub fn start_exact(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter"));
+        cmd.args(args);
+        Server::start_command(cmd)
+    }
+
+    /// Starts the server with a prepared command (e.g. the binary behind `prlimit`); waits for
+    /// its `listening on ADDR` line like [`Server::start_exact`].
+    pub fn start_command(mut cmd: Command) -> Server {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -110,9 +117,7 @@ impl Server {
         let line = server
             .try_wait_for_stderr(|l| l.contains("listening on "), START_TIMEOUT)
             .unwrap_or_else(|lines| {
-                panic!(
-                    "natter {args:?} did not print `listening on ADDR`; stderr so far: {lines:#?}"
-                )
+                panic!("{cmd:?} did not print `listening on ADDR`; stderr so far: {lines:#?}")
             });
         server.addr = parse_listen_line(&line);
         server
@@ -188,9 +193,32 @@ impl Server {
         }
     }
 
+    /// How many stderr lines printed so far match `pred`.
+    pub fn count_stderr(&self, pred: impl Fn(&str) -> bool) -> usize {
+        let log = self.stderr.log.lock().expect("stderr lock");
+        log.lines.iter().filter(|l| pred(l)).count()
+    }
+
     /// The child's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether the child has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// utime + stime of the server process so far, in clock ticks (`/proc/PID/stat`).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("read /proc/PID/stat");
+        // Fields after the command name (which may contain spaces) start at field 3.
+        let after = &stat[stat.rfind(')').expect("comm") + 2..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let utime: u64 = fields[14 - 3].parse().expect("utime");
+        let stime: u64 = fields[15 - 3].parse().expect("stime");
+        utime + stime
     }
 
     /// Sends SIGTERM to this child (by its pid, with the `kill` utility).
