@@ -6,7 +6,7 @@ mod support;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use support::{Client, PROMPT, Server, chat, login, login_in, run_natter};
+use support::{Client, PROMPT, Server, chat, login, login_in, login_seen_by, run_natter};
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -148,6 +148,34 @@ fn several_listeners_including_ipv6() {
     alice.expect_line("*** bob joined #lobby");
     bob.send_line("over v6");
     alice.expect_line(&chat("bob", "over v6"));
+}
+
+#[test]
+fn ipv4_and_ipv6_wildcards_share_a_port() {
+    // A port that was free a moment ago (the test cannot ask the server for one port twice).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let v4 = format!("0.0.0.0:{port}");
+    let v6 = format!("[::]:{port}");
+    let server = Server::start_exact(&[
+        "--listen",
+        &v4,
+        "--listen",
+        &v6,
+        "--rate",
+        "0",
+        "--max-per-ip",
+        "0",
+    ]);
+    server.wait_for_stderr_count(2, |l| l.contains("listening on "));
+    let mut alice = login(format!("127.0.0.1:{port}").parse().expect("v4"), "alice");
+    let _bob = login_seen_by(
+        format!("[::1]:{port}").parse().expect("v6"),
+        "bob",
+        &mut [&mut alice],
+    );
 }
 
 #[test]

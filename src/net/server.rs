@@ -443,6 +443,10 @@ fn conn_of(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
 fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // IPv6 only, so `--listen 0.0.0.0:P --listen [::]:P` binds both instead of failing.
+        socket.set_only_v6(true)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     socket.set_nonblocking(true)?;
