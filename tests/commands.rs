@@ -302,7 +302,7 @@ fn who_lists_members_in_join_order() {
     bob.expect_line("*** alice left #lobby");
     carol.expect_line("*** alice left #lobby");
     alice.send_line("/who");
-    alice.expect_line("*** 1 user in #solo: alice");
+    alice.expect_line("*** 1 users in #solo: alice");
     bob.send_line("/who");
     bob.expect_line("*** 2 users in #lobby: bob, carol");
 }

@@ -1041,9 +1041,8 @@ impl Chat {
         };
         let mut out = Vec::new();
         let count = room.members.len();
-        out.extend_from_slice(
-            format!("*** {} in #{}: ", reply::users(count), room.name).as_bytes(),
-        );
+        // The contract's template, to the letter: "K users" even for one.
+        out.extend_from_slice(format!("*** {count} users in #{}: ", room.name).as_bytes());
         for (i, &m) in room.members.iter().take(MAX_LISTED).enumerate() {
             if i > 0 {
                 out.extend_from_slice(b", ");

@@ -389,7 +389,7 @@ fn default_room_from_config() {
     let a = h.login("alice");
     assert_eq!(h.chat.room_of(a), Some("Den"));
     h.send(a, "/who\r\n");
-    assert_eq!(h.text(a), "*** 1 user in #Den: alice\r\n");
+    assert_eq!(h.text(a), "*** 1 users in #Den: alice\r\n");
 }
 
 #[test]
@@ -729,7 +729,7 @@ fn who_lists_join_order_and_at_most_100() {
     let mut h = Harness::new();
     let zed = h.login("zed");
     h.send(zed, "/who\r\n");
-    assert_eq!(h.text(zed), "*** 1 user in #lobby: zed\r\n");
+    assert_eq!(h.text(zed), "*** 1 users in #lobby: zed\r\n");
     let [amy, bob] = h.login_all(["amy", "Bob"]);
     h.send(amy, "/WHO\r\n");
     assert_eq!(h.text(amy), "*** 3 users in #lobby: zed, amy, Bob\r\n");
@@ -740,7 +740,7 @@ fn who_lists_join_order_and_at_most_100() {
     h.send(bob, "/who\r\n");
     assert_eq!(h.text(bob), "*** 2 users in #Den: zed, Bob\r\n");
     h.send(amy, "/who\r\n");
-    assert_eq!(h.text(amy), "*** 1 user in #lobby: amy\r\n");
+    assert_eq!(h.text(amy), "*** 1 users in #lobby: amy\r\n");
     for i in 0..101 {
         h.login(&format!("n{i}"));
     }
