@@ -514,9 +514,8 @@ impl Chat {
             .map(|Reverse(t)| self.epoch + Duration::from_millis(t.at_ms))
     }
 
-    /// Bytes queued for all connections and not yet taken by [`Chat::consume_output`]. The
-    /// shell flushes early when a busy turn makes this large, which bounds the memory a burst
-    /// of broadcasts can hold at once.
+    /// Bytes queued for all connections and not yet taken by [`Chat::consume_output`] (for
+    /// monitoring, tests and fuzzing; [`Chat::wants_flush`] is what bounds a turn).
     pub fn queued_bytes(&self) -> usize {
         self.conns.queued
     }
