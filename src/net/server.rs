@@ -292,13 +292,9 @@ impl Server {
             };
             match conn.stream.read(&mut self.scratch) {
                 Ok(0) => {
-                    // The peer closed its sending side: it may still read, so it gets the
-                    // replies to its last lines before the connection is closed.
-                    let out = self.chat.output(id);
-                    if !out.is_empty() {
-                        let _ = conn.stream.write(out);
-                    }
-                    return self.lose(id, CloseReason::PeerClosed, None, now);
+                    // The peer may still read: the core closes it like one of its own closes,
+                    // with the replies to its last lines as final output.
+                    return self.chat.handle_disconnect(id, CloseReason::InputClosed);
                 }
                 Ok(n) => {
                     self.chat.handle_input(id, &self.scratch[..n], now);
@@ -308,7 +304,7 @@ impl Server {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.lose(id, CloseReason::SocketError, Some(e), now),
+                Err(e) => return self.lose(id, e, now),
             }
         }
         self.backlog.push(id);
@@ -335,7 +331,7 @@ impl Server {
             {
                 0
             }
-            Err(e) => return self.lose(id, CloseReason::SocketError, Some(e), Instant::now()),
+            Err(e) => return self.lose(id, e, Instant::now()),
         };
         let left = out.len() - taken.min(out.len());
         // Also when nothing was taken: the core judges --sendq after each write attempt.
@@ -359,20 +355,25 @@ impl Server {
     }
 
     /// The socket failed or the peer left: forget it here and in the core.
-    fn lose(&mut self, id: ConnId, reason: CloseReason, error: Option<io::Error>, now: Instant) {
+    fn lose(&mut self, id: ConnId, error: io::Error, now: Instant) {
         if self.conn_mut(id).is_none() {
             return;
         }
-        // A reset or a write to a closed peer is the peer leaving, not a fault of ours.
-        let (reason, error) = match error {
-            Some(e) if is_peer_gone(&e) => (CloseReason::PeerClosed, None),
-            other => (reason, other),
-        };
         self.conns.remove(id.index as usize);
-        match error {
-            Some(e) => log(format_args!("disconnect {id} ({reason}: {e})")),
-            None => log(format_args!("disconnect {id} ({reason})")),
-        }
+        // A reset or a write to a closed peer is the peer leaving, not a fault of ours.
+        let reason = if is_peer_gone(&error) {
+            log(format_args!(
+                "disconnect {id} ({})",
+                CloseReason::PeerClosed
+            ));
+            CloseReason::PeerClosed
+        } else {
+            log(format_args!(
+                "disconnect {id} ({}: {error})",
+                CloseReason::SocketError
+            ));
+            CloseReason::SocketError
+        };
         self.chat.handle_disconnect(id, reason);
         self.resume_accepting(now);
     }

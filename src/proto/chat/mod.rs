@@ -61,8 +61,11 @@ impl fmt::Display for ConnId {
 pub enum CloseReason {
     /// The user typed `/quit` or pressed Ctrl-C in telnet.
     Quit,
-    /// The peer closed or reset the connection.
+    /// The peer closed or reset the connection; the shell has dropped the socket.
     PeerClosed,
+    /// The peer closed its sending side (end of input). It may still read, so the core hands
+    /// back what is queued for it, like any close of its own.
+    InputClosed,
     /// Reading from or writing to the socket failed.
     SocketError,
     /// Unsent output passed `--sendq`.
@@ -77,8 +80,6 @@ pub enum CloseReason {
     TooManyFromAddress,
     /// The first line was an HTTP request line.
     HttpRequest,
-    /// The server is shutting down.
-    Shutdown,
 }
 
 impl CloseReason {
@@ -93,10 +94,7 @@ impl CloseReason {
 
     /// Whether the shell asked for this close (it has already dropped the socket).
     fn is_from_shell(self) -> bool {
-        matches!(
-            self,
-            CloseReason::PeerClosed | CloseReason::SocketError | CloseReason::Shutdown
-        )
+        matches!(self, CloseReason::PeerClosed | CloseReason::SocketError)
     }
 }
 
@@ -105,6 +103,7 @@ impl fmt::Display for CloseReason {
         f.write_str(match self {
             CloseReason::Quit => "quit",
             CloseReason::PeerClosed => "closed by peer",
+            CloseReason::InputClosed => "end of input",
             CloseReason::SocketError => "socket error",
             CloseReason::TooSlow => "too slow",
             CloseReason::IdleTimeout => "idle timeout",
@@ -112,7 +111,6 @@ impl fmt::Display for CloseReason {
             CloseReason::ServerFull => "server full",
             CloseReason::TooManyFromAddress => "too many connections from address",
             CloseReason::HttpRequest => "HTTP request",
-            CloseReason::Shutdown => "shutdown",
         })
     }
 }
@@ -384,7 +382,9 @@ impl Chat {
         self.finish();
     }
 
-    /// The shell lost connection `id` (peer closed, reset, or an I/O error).
+    /// The peer of `id` is gone or done: for [`CloseReason::InputClosed`] the core answers with a
+    /// [`Closed`] carrying the output still queued; for the others the shell has already
+    /// dropped the socket and gets nothing back.
     pub fn handle_disconnect(&mut self, id: ConnId, reason: CloseReason) {
         if self.conns.open_mut(id).is_some() {
             self.conns.request_close(id, reason);

@@ -985,6 +985,22 @@ fn peer_close_tells_the_room_and_reports_nothing() {
 }
 
 #[test]
+fn end_of_input_hands_back_the_replies_still_queued() {
+    let mut h = Harness::new();
+    let [alice, bob] = h.login_all(["alice", "bob"]);
+    h.clear();
+    // alice's last line and her end of input arrive in one read: the reply must still reach her.
+    let now = h.now();
+    h.chat.handle_input(alice, b"/who\r\n", now);
+    h.chat.handle_disconnect(alice, CloseReason::InputClosed);
+    h.after();
+    assert_eq!(h.text(alice), "*** 2 users in #lobby: alice, bob\r\n");
+    assert_eq!(h.close_reason(alice), Some(CloseReason::InputClosed));
+    assert_eq!(h.text(bob), "*** alice left #lobby (connection closed)\r\n");
+    assert_eq!(h.chat.connection_count(), 1);
+}
+
+#[test]
 fn stale_ids_never_reach_the_new_owner_of_a_slot() {
     let mut h = Harness::new();
     let [alice, bob] = h.login_all(["alice", "bob"]);
