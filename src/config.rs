@@ -144,9 +144,12 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Action, ConfigError> {
     if !listen.is_empty() {
         c.listen = listen;
     }
-    if let Some(path) = args.opt_value_from_os_str("--motd", |s| {
-        Ok::<PathBuf, std::convert::Infallible>(PathBuf::from(s))
-    })? {
+    if let Some(path) = args
+        .values_from_os_str("--motd", |s| {
+            Ok::<PathBuf, std::convert::Infallible>(PathBuf::from(s))
+        })?
+        .pop()
+    {
         let text =
             std::fs::read_to_string(&path).map_err(|source| ConfigError::Motd { path, source })?;
         c.banner = text
@@ -154,24 +157,20 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Action, ConfigError> {
             .map(|l| l.trim_end_matches('\r').to_string())
             .collect();
     }
-    if let Some(room) = args.opt_value_from_str::<_, String>("--default-room")? {
+    if let Some(room) = last::<String>(&mut args, "--default-room")? {
         c.default_room = parse_room(&room).map_err(ConfigError::Room)?;
     }
-    c.max_line = args.opt_value_from_str("--max-line")?.unwrap_or(c.max_line);
-    c.max_clients = args.opt_value_from_str("--max-clients")?;
-    c.max_per_ip = args
-        .opt_value_from_str("--max-per-ip")?
-        .unwrap_or(c.max_per_ip);
+    c.max_line = last(&mut args, "--max-line")?.unwrap_or(c.max_line);
+    c.max_clients = last(&mut args, "--max-clients")?;
+    c.max_per_ip = last(&mut args, "--max-per-ip")?.unwrap_or(c.max_per_ip);
     c.limit_loopback = args.contains("--limit-loopback");
-    c.sendq = args.opt_value_from_str("--sendq")?.unwrap_or(c.sendq);
-    c.rate = args.opt_value_from_str("--rate")?.unwrap_or(c.rate);
-    c.burst = args.opt_value_from_str("--burst")?.unwrap_or(c.burst);
-    c.quiet_above = args
-        .opt_value_from_str("--quiet-above")?
-        .unwrap_or(c.quiet_above);
-    c.idle_timeout = seconds(args.opt_value_from_str("--idle-timeout")?);
-    c.login_timeout = seconds(args.opt_value_from_str("--login-timeout")?);
-    if let Some(grace) = args.opt_value_from_str::<_, u64>("--shutdown-grace")? {
+    c.sendq = last(&mut args, "--sendq")?.unwrap_or(c.sendq);
+    c.rate = last(&mut args, "--rate")?.unwrap_or(c.rate);
+    c.burst = last(&mut args, "--burst")?.unwrap_or(c.burst);
+    c.quiet_above = last(&mut args, "--quiet-above")?.unwrap_or(c.quiet_above);
+    c.idle_timeout = seconds(last(&mut args, "--idle-timeout")?);
+    c.login_timeout = seconds(last(&mut args, "--login-timeout")?);
+    if let Some(grace) = last::<u64>(&mut args, "--shutdown-grace")? {
         c.shutdown_grace = Duration::from_secs(grace);
     }
     let rest = args.finish();
@@ -180,6 +179,19 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Action, ConfigError> {
     }
     validate(&c)?;
     Ok(Action::Run(Box::new(c)))
+}
+
+/// The value of a flag that takes one value; given several times, the last one wins (as in
+/// most command-line tools), so a wrapper script can override a default it passes.
+fn last<T>(
+    args: &mut pico_args::Arguments,
+    flag: &'static str,
+) -> Result<Option<T>, pico_args::Error>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    Ok(args.values_from_str(flag)?.pop())
 }
 
 fn seconds(value: Option<u64>) -> Option<Duration> {
@@ -277,6 +289,22 @@ mod tests {
         assert_eq!((c.sendq, c.rate, c.burst, c.quiet_above), (4096, 0, 3, 2));
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(30)));
         assert_eq!(c.login_timeout, None);
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_its_last_value() {
+        let c = run(&[
+            "--rate",
+            "0",
+            "--rate",
+            "2",
+            "--max-per-ip",
+            "0",
+            "--max-per-ip",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!((c.rate, c.max_per_ip), (2, 3));
     }
 
     #[test]

@@ -36,15 +36,7 @@ fn max_clients_slot_is_free_again_after_quit() {
 
 #[test]
 fn max_per_ip_with_limit_loopback() {
-    let server = Server::start_exact(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--rate",
-        "0",
-        "--max-per-ip",
-        "2",
-        "--limit-loopback",
-    ]);
+    let server = Server::start(&["--max-per-ip", "2", "--limit-loopback"]);
     let mut alice = login(server.addr, "alice");
     let _bob = login_seen_by(server.addr, "bob", &mut [&mut alice]);
     let mut third = Client::connect(server.addr);
@@ -57,14 +49,7 @@ fn max_per_ip_with_limit_loopback() {
 
 #[test]
 fn loopback_is_exempt_from_max_per_ip_by_default() {
-    let server = Server::start_exact(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--rate",
-        "0",
-        "--max-per-ip",
-        "1",
-    ]);
+    let server = Server::start(&["--max-per-ip", "1"]);
     let mut alice = login(server.addr, "alice");
     let _bob = login_seen_by(server.addr, "bob", &mut [&mut alice]);
     let _carol = login_seen_by(server.addr, "carol", &mut [&mut alice]);
@@ -101,16 +86,7 @@ fn idle_timeout_closes_silent_connections() {
 
 #[test]
 fn rate_limit_delays_but_loses_nothing() {
-    let server = Server::start_exact(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--max-per-ip",
-        "0",
-        "--rate",
-        "10",
-        "--burst",
-        "5",
-    ]);
+    let server = Server::start(&["--rate", "10", "--burst", "5"]);
     let mut bob = login(server.addr, "bob");
     let mut alice = login_seen_by(server.addr, "alice", &mut [&mut bob]);
     // The budget left after the sync probes and logins does not matter: 25 lines over a burst

@@ -87,8 +87,8 @@ impl Server {
         Server::start_exact(&args)
     }
 
-    /// Starts the server with exactly `args` (for tests that need other values than
-    /// [`BASE_ARGS`]; pass a `--listen` yourself).
+    /// Starts the server with exactly `args`, for tests that must not listen on
+    /// [`BASE_ARGS`]' address (`--listen` adds up; other flags given again simply override).
     pub fn start_exact(args: &[&str]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter"));
         cmd.args(args);
