@@ -1,23 +1,22 @@
 //! Micro-benchmarks of the pure core ([`natter::proto::chat::Chat`]): no sockets, no clock.
 //!
-//! Each iteration hands bytes to the core and then does what the shell's drain rule asks
-//! (`poll_close`, `drain_dirty`, `output`, `consume_output`), so state never grows between
+//! Each iteration hands bytes to the core through the model shell ([`natter::sim::Sim`], with
+//! its checks off and received bytes only counted), which drains exactly as the server does:
+//! one gathered write per dirty connection, every byte taken. So state never grows between
 //! iterations and the figures include the bookkeeping a real loop turn pays.
 //!
 //! - `fanout_*`: one member of a room of N speaks; counted per delivered line, so divan's
 //!   `item/s` column is deliveries per second (ns per delivery = 1e9 / that).
 //! - `input_*`: telnet decoding, line assembly, cleaning and parsing for one sender; counted in
 //!   bytes, so the throughput column is MB/s of client input.
-//! - `churn`: one connection's whole life (connect, nickname, `/quit`, `poll_close`) per op.
+//! - `churn`: one connection's whole life (connect, nickname, `/quit`, its close) per op.
 //!
 //! Run with `cargo bench --bench core`; filter with e.g. `cargo bench --bench core -- fanout`.
 
+use divan::Bencher;
 use divan::counter::{BytesCount, ItemsCount};
-use divan::{Bencher, black_box};
-use natter::config::Config;
-use natter::proto::chat::{Chat, ConnId};
-use std::net::{IpAddr, Ipv4Addr};
-use std::time::Instant;
+use natter::proto::chat::{ConnId, Settings};
+use natter::sim::Sim;
 
 fn main() {
     divan::main();
@@ -63,27 +62,22 @@ fn fanout(bencher: Bencher, members: usize, input: Vec<u8>, lines: usize) {
     let sender = room.ids[0];
     // Check once that the benchmark measures what it claims: every other member receives every
     // line, nobody is dropped.
-    room.chat.handle_input(sender, &input, room.now);
+    room.sim.keep_received = true;
+    room.say(sender, &input);
     let text = std::str::from_utf8(CHAT_LINE).unwrap_or_default();
     let expected = format!("<u0> {text}").repeat(lines);
-    room.chat.drain_dirty(&mut room.dirty);
-    assert_eq!(room.dirty.len(), members - 1, "every other member is dirty");
-    for &id in &room.dirty {
-        assert_eq!(room.chat.output(id), expected.as_bytes());
-        room.chat.consume_output(id, expected.len());
+    for &id in &room.ids[1..] {
+        assert_eq!(room.sim.take(id), expected.as_bytes());
     }
-    let per_turn = (members - 1) * expected.len();
+    room.sim.keep_received = false;
+    let per_turn = ((members - 1) * expected.len()) as u64;
 
     bencher
         .counter(ItemsCount::new((members - 1) * lines))
-        .bench_local(|| {
-            room.chat.handle_input(sender, &input, room.now);
-            room.drain()
-        });
+        .bench_local(|| room.say(sender, &input));
     // Still every member, still every byte: nobody was dropped as too slow along the way.
-    room.chat.handle_input(sender, &input, room.now);
-    assert_eq!(room.drain(), per_turn);
-    assert_eq!(room.chat.connection_count(), members);
+    assert_eq!(room.say(sender, &input), per_turn);
+    assert_eq!(room.sim.chat().connection_count(), members);
 }
 
 // ---- input handling ----
@@ -127,106 +121,87 @@ fn input_pair(bencher: Bencher, input: &str) {
 fn input_bench(bencher: Bencher, members: usize, input: &[u8]) {
     let mut room = Room::new(members);
     let sender = room.ids[0];
-    room.chat.handle_input(sender, input, room.now);
-    let per_turn = room.drain();
+    let per_turn = room.say(sender, input);
 
     bencher
         .counter(BytesCount::new(input.len()))
-        .bench_local(|| {
-            room.chat.handle_input(sender, input, room.now);
-            room.drain()
-        });
-    room.chat.handle_input(sender, input, room.now);
-    assert_eq!(room.drain(), per_turn, "every turn writes the same bytes");
-    assert_eq!(room.chat.connection_count(), members);
+        .bench_local(|| room.say(sender, input));
+    assert_eq!(
+        room.say(sender, input),
+        per_turn,
+        "every turn writes the same bytes"
+    );
+    assert_eq!(room.sim.chat().connection_count(), members);
 }
 
 // ---- connection churn ----
 
 /// One connection's life beside `others` logged-in members of the default room: connect,
-/// choose a nickname, `/quit`, then `poll_close`. Joins and leaves are announced up to 1,000
+/// choose a nickname, `/quit`, and its close. Joins and leaves are announced up to 1,000
 /// members (the default `quiet_above`), so 100 includes two broadcasts and 10,000 none.
 #[divan::bench(args = [0, 100, 10_000], sample_count = 100)]
 fn churn(bencher: Bencher, others: usize) {
     let mut room = Room::new(others);
-    let index = others as u32;
-    let mut generation = index + 1;
 
     bencher.counter(ItemsCount::new(1usize)).bench_local(|| {
-        let id = ConnId { index, generation };
-        generation += 1;
-        room.chat.handle_connect(id, LOCALHOST, room.now);
-        room.chat.handle_input(id, b"churn\r\n", room.now);
-        room.drain();
-        room.chat.handle_input(id, b"/quit\r\n", room.now);
-        let closed = room.chat.poll_close();
-        debug_assert!(closed.is_some(), "/quit closes the connection");
-        black_box(closed);
-        room.drain()
+        let id = room.connect();
+        room.say(id, b"churn\r\n");
+        room.say(id, b"/quit\r\n")
     });
-    assert_eq!(room.chat.connection_count(), others);
+    assert_eq!(room.sim.chat().connection_count(), others);
 }
 
 // ---- harness ----
 
-const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
 /// A core with `ids.len()` logged-in members (nicknames `u0`, `u1`, ...) of the default room,
-/// all output already drained.
+/// in the model shell, all output already drained.
 struct Room {
-    chat: Chat,
+    sim: Sim,
     ids: Vec<ConnId>,
-    /// Reused for `drain_dirty`, as the shell does.
-    dirty: Vec<ConnId>,
-    /// The fake clock: never advances (no timers are configured).
-    now: Instant,
 }
 
 impl Room {
     fn new(members: usize) -> Room {
-        let config = Config {
+        let mut sim = Sim::new(Settings {
             rate: 0,
             max_per_ip: 0,
             quiet_above: 1000,
-            max_clients: None,
-            ..Default::default()
-        };
-        let now = Instant::now();
+            max_clients: 1 << 20,
+            ..Settings::default()
+        });
+        sim.checks = false;
+        sim.keep_received = false;
         let mut room = Room {
-            chat: Chat::new(config, usize::MAX, now),
+            sim,
             ids: Vec::with_capacity(members),
-            dirty: Vec::new(),
-            now,
         };
-        for i in 0..members as u32 {
-            let id = ConnId {
-                index: i,
-                generation: i + 1,
-            };
-            room.chat.handle_connect(id, LOCALHOST, now);
-            room.chat
-                .handle_input(id, format!("u{i}\r\n").as_bytes(), now);
+        for i in 0..members {
+            let id = room.connect();
+            room.say(id, format!("u{i}\r\n").as_bytes());
             room.ids.push(id);
-            // Join notices reach every member: drain as the shell would, so no sendq fills.
-            room.drain();
         }
-        assert_eq!(room.chat.connection_count(), members);
+        assert_eq!(room.sim.chat().connection_count(), members);
         room
     }
 
-    /// The shell's drain: closes first, then one write per dirty connection, each taken whole.
-    /// Returns the bytes written, so the work cannot be optimised away.
-    fn drain(&mut self) -> usize {
-        while let Some(closed) = self.chat.poll_close() {
-            black_box(closed);
+    fn connect(&mut self) -> ConnId {
+        match self.sim.connect_loopback() {
+            Ok(id) => id,
+            Err(e) => panic!("{e}"),
         }
-        self.chat.drain_dirty(&mut self.dirty);
-        let mut written = 0;
-        for &id in &self.dirty {
-            let n = black_box(self.chat.output(id)).len();
-            written += n;
-            self.chat.consume_output(id, n);
+    }
+
+    /// `id` sends `input`; the model shell drains as the server would. Returns the bytes
+    /// written to everyone, so the work cannot be optimised away.
+    fn say(&mut self, id: ConnId, input: &[u8]) -> u64 {
+        let before: u64 = self.written();
+        if let Err(e) = self.sim.input(id, input) {
+            panic!("{e}");
         }
-        written
+        self.written() - before
+    }
+
+    fn written(&self) -> u64 {
+        self.sim.bytes_written
     }
 }

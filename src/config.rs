@@ -1,5 +1,6 @@
 //! Command-line flags, their defaults (those of the contract) and their validation.
 
+use crate::proto::chat::Settings;
 use crate::proto::names::{RoomName, parse_room};
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -32,7 +33,8 @@ Options:
   -V, --version          print the version
 ";
 
-/// Everything the server is told at start; pure data, shared by the shell and the chat core.
+/// Everything the server is told at start; the shell keeps what concerns it and hands the chat
+/// core its own [`Settings`].
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Addresses to listen on.
@@ -85,6 +87,27 @@ impl Default for Config {
             idle_timeout: None,
             login_timeout: None,
             shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Config {
+    /// The chat core's settings, with the connection limit resolved to `max_clients`.
+    pub fn chat_settings(&self, max_clients: usize) -> Settings {
+        Settings {
+            banner: self.banner.clone(),
+            default_room: self.default_room,
+            max_line: self.max_line,
+            max_clients,
+            max_per_ip: self.max_per_ip,
+            limit_loopback: self.limit_loopback,
+            sendq: self.sendq,
+            rate: self.rate,
+            burst: self.burst,
+            quiet_above: self.quiet_above,
+            idle_timeout: self.idle_timeout,
+            login_timeout: self.login_timeout,
+            node: 0,
         }
     }
 }
@@ -206,8 +229,8 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     if c.max_clients == Some(0) {
         return range("--max-clients", "at least 1");
     }
-    if c.sendq < 1024 {
-        return range("--sendq", "at least 1024");
+    if !(1024..=1 << 30).contains(&c.sendq) {
+        return range("--sendq", "between 1024 and 1073741824");
     }
     if c.rate > 0 && c.burst == 0 {
         return range("--burst", "at least 1 when --rate is on");

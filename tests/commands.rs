@@ -201,7 +201,7 @@ fn room_removed_when_last_member_leaves_but_default_room_stays() {
     alice.send_line("/join lobby");
     alice.expect_line("*** You joined #lobby (1 user)");
     alice.send_line("/rooms");
-    alice.expect_lines(&["*** 1 rooms:", "***   #lobby (1 user)"]);
+    alice.expect_lines(&["*** 1 room:", "***   #lobby (1 user)"]);
     alice.expect_silence();
     // The room is really gone: a new creator's spelling is used.
     let mut bob = login_seen_by(server.addr, "bob", &mut [&mut alice]);
@@ -221,7 +221,7 @@ fn room_removed_when_last_member_quits() {
     bob.expect_line("*** Bye, bob!");
     bob.expect_closed();
     alice.send_line("/rooms");
-    alice.expect_lines(&["*** 1 rooms:", "***   #lobby (1 user)"]);
+    alice.expect_lines(&["*** 1 room:", "***   #lobby (1 user)"]);
 }
 
 // ---- /rooms --------------------------------------------------------------------------------
@@ -302,7 +302,7 @@ fn who_lists_members_in_join_order() {
     bob.expect_line("*** alice left #lobby");
     carol.expect_line("*** alice left #lobby");
     alice.send_line("/who");
-    alice.expect_line("*** 1 users in #solo: alice");
+    alice.expect_line("*** 1 user in #solo: alice");
     bob.send_line("/who");
     bob.expect_line("*** 2 users in #lobby: bob, carol");
 }
@@ -582,7 +582,7 @@ fn commands_are_case_insensitive() {
     alice.expect_line("-> *bob* quieter");
     bob.expect_line("*alice* quieter");
     alice.send_line("/ROOMS");
-    alice.expect_lines(&["*** 1 rooms:", "***   #lobby (2 users)"]);
+    alice.expect_lines(&["*** 1 room:", "***   #lobby (2 users)"]);
     alice.send_line("/JoIn Up");
     alice.expect_line("*** You joined #Up (1 user)");
     bob.expect_line("*** alice left #lobby");

@@ -7,9 +7,9 @@ fn main() {
     let path = std::env::args().nth(1).expect("usage: replay FILE");
     let data = std::fs::read(&path).expect("read the input");
     let (choice, ops) = decode(&data);
-    let (config, max_clients) = config_from(choice);
-    println!("{config:?}, max_clients {max_clients}");
-    let mut shell = Shell::new(config, max_clients);
+    let settings = config_from(choice);
+    println!("{settings:?}");
+    let mut shell = Shell::new(settings);
     let mut result = Ok(());
     for (i, op) in ops.iter().enumerate() {
         println!("op {i}: {op:?}");
@@ -21,7 +21,7 @@ fn main() {
     if result.is_ok() {
         result = shell.finish();
     }
-    for c in &shell.conns {
+    for c in shell.sim.conns() {
         println!(
             "{:?} open={} closed={:?}: {:?}",
             c.id,

@@ -6,19 +6,19 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use natter::config::Config;
+use natter::proto::chat::Settings;
 use natter_fuzz::driver::run_pair;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, rest)) = data.split_first() else {
         return;
     };
-    let config = Config {
+    let config = Settings {
         rate: [0, 0, 3, 50][first as usize & 3],
         burst: 2,
         max_line: [512, 16, 64, 1][(first as usize >> 2) & 3],
         max_per_ip: 0,
-        ..Config::default()
+        ..Settings::default()
     };
     // Split points from a tiny generator seeded by the first byte.
     let mut reads: Vec<&[u8]> = Vec::new();

@@ -3,10 +3,13 @@
 //! One single-threaded `mio` poll loop owns the listeners, a slab of connections and the pure
 //! [`crate::proto::chat::Chat`] core. See [`Server`].
 
+mod event_loop;
 mod fd_limit;
-mod server;
+mod listener;
+mod peer;
 
-pub use server::{Server, ServerError};
+pub use event_loop::{Server, ServerError};
+pub use peer::peer_of;
 
 /// Writes one log line (`natter: ...`) to stderr in a single system call (stderr is
 /// unbuffered, so formatting straight into it would cost one call per piece); log lines are

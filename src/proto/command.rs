@@ -1,4 +1,7 @@
-//! Parsing of one input line into what the user asked for.
+//! Parsing of one input line into what the user asked for, with names already parsed: the chat
+//! code never sees a nickname or room name that is not valid.
+
+use crate::proto::names::{NameError, Nick, RoomName, parse_nick, parse_room};
 
 /// A line, understood.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,8 +12,12 @@ pub enum Input<'a> {
     Chat(&'a str),
     /// A known command with its arguments.
     Command(Command<'a>),
-    /// A known command with a missing argument; holds its usage text (`/nick NAME`).
-    Usage(&'static str),
+    /// A known command with a missing argument.
+    Usage(Usage),
+    /// A known command whose name argument is not a valid name.
+    BadName(NameError),
+    /// A whisper whose target cannot be anybody's nickname; holds the target as typed.
+    NoSuchUser(&'a str),
     /// An unknown command; holds the word after the `/`.
     Unknown(&'a str),
 }
@@ -19,9 +26,9 @@ pub enum Input<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command<'a> {
     /// `/nick NAME`
-    Nick(&'a str),
+    Nick(Nick),
     /// `/join ROOM`
-    Join(&'a str),
+    Join(RoomName),
     /// `/rooms`
     Rooms,
     /// `/who`
@@ -30,8 +37,8 @@ pub enum Command<'a> {
     Me(&'a str),
     /// `/whisper NICK TEXT` or `/w NICK TEXT`
     Whisper {
-        /// The target nickname, as typed.
-        to: &'a str,
+        /// The target.
+        to: Nick,
         /// The message.
         text: &'a str,
     },
@@ -39,6 +46,34 @@ pub enum Command<'a> {
     Help,
     /// `/quit [REASON]` (the reason may be empty).
     Quit(&'a str),
+}
+
+/// A command typed without its argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// `/nick NAME`
+    Nick,
+    /// `/join ROOM`
+    Join,
+    /// `/msg TEXT`
+    Msg,
+    /// `/me TEXT`
+    Me,
+    /// `/whisper NICK TEXT`
+    Whisper,
+}
+
+impl Usage {
+    /// The command's form, as `!!! Usage: ...` shows it.
+    pub fn form(self) -> &'static str {
+        match self {
+            Usage::Nick => "/nick NAME",
+            Usage::Join => "/join ROOM",
+            Usage::Msg => "/msg TEXT",
+            Usage::Me => "/me TEXT",
+            Usage::Whisper => "/whisper NICK TEXT",
+        }
+    }
 }
 
 /// Parses one line (already decoded, without its line end).
@@ -58,48 +93,47 @@ pub fn parse(line: &str) -> Input<'_> {
     };
     let is = |name: &str| word.eq_ignore_ascii_case(name);
     let blank = args.trim().is_empty();
+    let needs = |usage, input| if blank { Input::Usage(usage) } else { input };
     if is("nick") {
-        if blank {
-            Input::Usage("/nick NAME")
-        } else {
-            Input::Command(Command::Nick(args.trim()))
-        }
+        needs(Usage::Nick, name(parse_nick(args.trim()), Command::Nick))
     } else if is("join") {
-        if blank {
-            Input::Usage("/join ROOM")
-        } else {
-            Input::Command(Command::Join(args.trim()))
-        }
+        needs(Usage::Join, name(parse_room(args.trim()), Command::Join))
     } else if is("rooms") {
         Input::Command(Command::Rooms)
     } else if is("who") {
         Input::Command(Command::Who)
     } else if is("msg") {
-        if blank {
-            Input::Usage("/msg TEXT")
-        } else {
-            Input::Chat(args)
-        }
+        needs(Usage::Msg, Input::Chat(args))
     } else if is("me") {
-        if blank {
-            Input::Usage("/me TEXT")
-        } else {
-            Input::Command(Command::Me(args))
-        }
+        needs(Usage::Me, Input::Command(Command::Me(args)))
     } else if is("whisper") || is("w") {
-        match args.split_once(' ') {
-            Some((to, text)) if !text.trim().is_empty() => Input::Command(Command::Whisper {
-                to,
-                text: text.trim_start_matches(' '),
-            }),
-            _ => Input::Usage("/whisper NICK TEXT"),
-        }
+        whisper(args)
     } else if is("help") {
         Input::Command(Command::Help)
     } else if is("quit") {
         Input::Command(Command::Quit(args))
     } else {
         Input::Unknown(word)
+    }
+}
+
+fn name<T>(parsed: Result<T, NameError>, command: fn(T) -> Command<'static>) -> Input<'static> {
+    match parsed {
+        Ok(n) => Input::Command(command(n)),
+        Err(e) => Input::BadName(e),
+    }
+}
+
+fn whisper(args: &str) -> Input<'_> {
+    match args.split_once(' ') {
+        Some((to, text)) if !text.trim().is_empty() => match parse_nick(to) {
+            Ok(to) => Input::Command(Command::Whisper {
+                to,
+                text: text.trim_start_matches(' '),
+            }),
+            Err(_) => Input::NoSuchUser(to),
+        },
+        _ => Input::Usage(Usage::Whisper),
     }
 }
 
@@ -125,19 +159,29 @@ pub fn is_http_request_line(line: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn nick(s: &str) -> Nick {
+        parse_nick(s).unwrap()
+    }
+
     #[test]
     fn chat_lines() {
         assert_eq!(parse(""), Input::Empty);
         assert_eq!(parse("hello"), Input::Chat("hello"));
         assert_eq!(parse("//etc/passwd"), Input::Chat("/etc/passwd"));
         assert_eq!(parse("/msg  hi there "), Input::Chat("hi there "));
-        assert_eq!(parse("/MSG"), Input::Usage("/msg TEXT"));
+        assert_eq!(parse("/MSG"), Input::Usage(Usage::Msg));
     }
 
     #[test]
     fn commands_are_case_insensitive_and_take_many_spaces() {
-        assert_eq!(parse("/NiCk   bob"), Input::Command(Command::Nick("bob")));
-        assert_eq!(parse("/join #rust"), Input::Command(Command::Join("#rust")));
+        assert_eq!(
+            parse("/NiCk   bob"),
+            Input::Command(Command::Nick(nick("bob")))
+        );
+        assert_eq!(
+            parse("/join #rust"),
+            Input::Command(Command::Join(parse_room("rust").unwrap()))
+        );
         assert_eq!(parse("/ROOMS"), Input::Command(Command::Rooms));
         assert_eq!(parse("/who"), Input::Command(Command::Who));
         assert_eq!(parse("/me waves"), Input::Command(Command::Me("waves")));
@@ -150,29 +194,37 @@ mod tests {
         assert_eq!(
             parse("/w  bob   psst hi"),
             Input::Command(Command::Whisper {
-                to: "bob",
+                to: nick("bob"),
                 text: "psst hi"
             })
         );
         assert_eq!(
             parse("/whisper bob x"),
             Input::Command(Command::Whisper {
-                to: "bob",
+                to: nick("bob"),
                 text: "x"
             })
         );
     }
 
     #[test]
+    fn names_are_parsed_here() {
+        assert_eq!(parse("/nick 9lives"), Input::BadName(NameError::Nick));
+        assert_eq!(parse("/join a/b"), Input::BadName(NameError::Room));
+        assert_eq!(parse("/w 9lives hi"), Input::NoSuchUser("9lives"));
+    }
+
+    #[test]
     fn missing_arguments_and_unknown_commands() {
-        assert_eq!(parse("/nick"), Input::Usage("/nick NAME"));
-        assert_eq!(parse("/nick   "), Input::Usage("/nick NAME"));
-        assert_eq!(parse("/join"), Input::Usage("/join ROOM"));
-        assert_eq!(parse("/me"), Input::Usage("/me TEXT"));
-        assert_eq!(parse("/w bob"), Input::Usage("/whisper NICK TEXT"));
-        assert_eq!(parse("/whisper bob   "), Input::Usage("/whisper NICK TEXT"));
+        assert_eq!(parse("/nick"), Input::Usage(Usage::Nick));
+        assert_eq!(parse("/nick   "), Input::Usage(Usage::Nick));
+        assert_eq!(parse("/join"), Input::Usage(Usage::Join));
+        assert_eq!(parse("/me"), Input::Usage(Usage::Me));
+        assert_eq!(parse("/w bob"), Input::Usage(Usage::Whisper));
+        assert_eq!(parse("/whisper bob   "), Input::Usage(Usage::Whisper));
         assert_eq!(parse("/dance now"), Input::Unknown("dance"));
         assert_eq!(parse("/"), Input::Unknown(""));
+        assert_eq!(Usage::Whisper.form(), "/whisper NICK TEXT");
     }
 
     #[test]

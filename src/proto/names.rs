@@ -9,14 +9,14 @@ pub const MAX_NICK: usize = 24;
 /// Longest room name (without the `#`), in ASCII characters.
 pub const MAX_ROOM: usize = 32;
 
-/// Why a name was refused.
+/// Why a name was refused (what the user is told is in [`crate::proto::reply::bad_name`]).
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
 pub enum NameError {
     /// Not a valid nickname.
-    #[error("Invalid nickname: use 1 to 24 letters, digits, _ or -, starting with a letter.")]
+    #[error("not a valid nickname (1 to 24 letters, digits, _ or -, starting with a letter)")]
     Nick,
     /// Not a valid room name.
-    #[error("Invalid room name: use 1 to 32 letters, digits, _, - or . (a leading # is optional).")]
+    #[error("not a valid room name (1 to 32 letters, digits, _, - or .)")]
     Room,
 }
 

@@ -1,15 +1,16 @@
-//! The poll loop: accepts, reads, hands bytes to the chat core, writes what it queued.
+//! The poll loop: accepts, reads, hands bytes to the chat core, and carries out what
+//! [`Chat::poll_output`] asks for.
 
-use super::{fd_limit, log};
+use super::listener::listen;
+use super::{fd_limit, log, peer_of};
 use crate::config::Config;
-use crate::proto::chat::{Chat, CloseReason, Closed, ConnId};
+use crate::proto::chat::{Chat, CloseReason, Closed, ConnId, Output};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
-use socket2::{Domain, Protocol, Socket, Type};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -18,12 +19,11 @@ use thiserror::Error;
 const SCRATCH: usize = 16 * 1024;
 /// Reads from one connection per turn before others get their turn.
 const READS_PER_TURN: usize = 8;
+/// Most slices in one vectored write (a connection with more is written again at once).
+const MAX_IOV: usize = 64;
 /// How long to wait before accepting again after running out of file descriptors (a close of
 /// our own resumes accepting at once).
 const ACCEPT_RETRY: Duration = Duration::from_millis(500);
-
-/// Accept queue length asked of the kernel.
-const LISTEN_BACKLOG: i32 = 4096;
 
 const SIGNAL_TOKEN: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 1024;
@@ -56,23 +56,21 @@ pub struct Server {
     chat: Chat,
     generation: u32,
     scratch: Vec<u8>,
-    /// Connections with more input than one turn reads.
+    /// Connections with more input than one turn reads, or whose held input was released.
     backlog: Vec<ConnId>,
-    /// Connections whose socket became writable.
-    writable: Vec<ConnId>,
-    /// Reused list of connections to write this turn.
-    to_flush: Vec<ConnId>,
+    /// The core's next deadline, from the last drain.
+    deadline: Option<Instant>,
     /// Set while accepting is paused because descriptors ran out.
     accept_retry_at: Option<Instant>,
     shutdown_grace: Duration,
     shutdown_at: Option<Instant>,
 }
 
-/// The shell's part of a connection: the socket and its poll state (16 bytes).
+/// The shell's part of a connection: the socket and its poll state.
 struct Conn {
     stream: TcpStream,
     generation: u32,
-    /// Whether WRITABLE interest is registered (only while output is pending).
+    /// Whether WRITABLE interest is registered (only while the kernel refuses output).
     writing: bool,
 }
 
@@ -94,20 +92,18 @@ impl Server {
         poll.registry()
             .register(&mut signals, SIGNAL_TOKEN, Interest::READABLE)
             .map_err(ServerError::Setup)?;
-        let shutdown_grace = config.shutdown_grace;
         Ok(Server {
             poll,
             listeners,
             signals,
             conns: Slab::with_capacity(max_clients.min(1 << 20)),
-            chat: Chat::new(config, max_clients, Instant::now()),
+            chat: Chat::new(config.chat_settings(max_clients), Instant::now()),
             generation: 0,
             scratch: vec![0; SCRATCH],
             backlog: Vec::new(),
-            writable: Vec::new(),
-            to_flush: Vec::with_capacity(max_clients.min(1 << 20)),
+            deadline: None,
             accept_retry_at: None,
-            shutdown_grace,
+            shutdown_grace: config.shutdown_grace,
             shutdown_at: None,
         })
     }
@@ -138,11 +134,11 @@ impl Server {
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, now),
                     Token(t) => {
                         let id = token_to_id(t);
+                        if event.is_writable() {
+                            self.chat.handle_writable(id);
+                        }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.read(id, now, event.is_read_closed() || event.is_error());
-                        }
-                        if event.is_writable() {
-                            self.writable.push(id);
                         }
                     }
                 }
@@ -152,20 +148,15 @@ impl Server {
                 self.read(id, now, true);
                 self.drain_if_full(now);
             }
-            if self.chat.next_deadline().is_some_and(|d| d <= now) {
+            if self.deadline.is_some_and(|d| d <= now) {
                 self.chat.handle_timeout(now);
             }
             if self.accept_retry_at.is_some_and(|t| t <= now) {
                 self.resume_accepting(now);
             }
             self.drain(now);
-            // Input that flood control or output backpressure held is read again next turn
-            // (the poll does not block while the backlog is non-empty).
-            while let Some(id) = self.chat.poll_resume() {
-                self.backlog.push(id);
-            }
             if let Some(deadline) = self.shutdown_at
-                && (now >= deadline || self.all_flushed())
+                && (now >= deadline || self.chat.queued_bytes() == 0)
             {
                 log(format_args!("shut down"));
                 return Ok(());
@@ -178,39 +169,27 @@ impl Server {
         if !self.backlog.is_empty() {
             return Some(Duration::ZERO);
         }
-        [
-            self.chat.next_deadline(),
-            self.accept_retry_at,
-            self.shutdown_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|d| d.saturating_duration_since(now))
+        [self.deadline, self.accept_retry_at, self.shutdown_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|d| d.saturating_duration_since(now))
     }
 
-    /// Writes what the turn produced: closes first, then every dirty or writable connection.
+    /// Carries out everything the core asks for, until it says what to wait for.
     fn drain(&mut self, now: Instant) {
-        let mut to_flush = std::mem::take(&mut self.to_flush);
         loop {
-            while let Some(closed) = self.chat.poll_close() {
-                self.finish_close(closed, now);
-            }
-            self.chat.drain_dirty(&mut to_flush);
-            to_flush.append(&mut self.writable);
-            if to_flush.is_empty() {
-                if !self.chat.wants_flush() {
-                    break;
+            match self.chat.poll_output() {
+                Output::Write(id) => self.write(id, now),
+                Output::Close(closed) => self.finish_close(closed, now),
+                // Held input was released: read again this turn (epoll will not say so).
+                Output::Resume(id) => self.backlog.push(id),
+                Output::Timeout(deadline) => {
+                    self.deadline = deadline;
+                    return;
                 }
-                // Everything is written: let the senders held for output go on.
-                self.chat.handle_flushed(now);
-                continue;
-            }
-            for &id in to_flush.iter() {
-                self.flush(id);
             }
         }
-        self.to_flush = to_flush;
     }
 
     /// Writes early when this turn has already queued a lot of output.
@@ -276,7 +255,7 @@ impl Server {
             writing: false,
         });
         log(format_args!("connect {id} from {addr}"));
-        self.chat.handle_connect(id, addr.ip(), now);
+        self.chat.handle_connect(id, peer_of(addr.ip()), now);
     }
 
     /// Reads from `id` and hands the bytes to the core. Reads until the kernel has nothing
@@ -310,35 +289,23 @@ impl Server {
         self.backlog.push(id);
     }
 
-    /// Writes `id`'s pending output once, keeping WRITABLE interest only while some is left.
-    fn flush(&mut self, id: ConnId) {
+    /// Writes `id`'s pending output with one vectored write and tells the core how it went;
+    /// WRITABLE interest is kept only while the kernel refuses bytes.
+    fn write(&mut self, id: ConnId, now: Instant) {
         let Some(conn) = conn_of(&mut self.conns, id) else {
             return;
         };
-        let out = self.chat.output(id);
-        let result = if out.is_empty() {
-            Ok(0)
-        } else {
-            conn.stream.write(out)
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let n = self.chat.gather(id, &mut iov);
+        let offered: usize = iov[..n].iter().map(|s| s.len()).sum();
+        let (taken, blocked) = match conn.stream.write_vectored(&iov[..n]) {
+            Ok(taken) => (taken, taken < offered),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, false),
+            Err(e) => return self.lose(id, e, now),
         };
-        let taken = match result {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                0
-            }
-            Err(e) => return self.lose(id, e, Instant::now()),
-        };
-        let left = out.len() - taken.min(out.len());
-        // Also when nothing was taken: the core judges --sendq after each write attempt.
-        self.chat.consume_output(id, taken);
-        let want_writable = left > 0;
-        if want_writable != conn.writing {
-            let interest = if want_writable {
+        if blocked != conn.writing {
+            let interest = if blocked {
                 Interest::READABLE | Interest::WRITABLE
             } else {
                 Interest::READABLE
@@ -349,14 +316,16 @@ impl Server {
                 .reregister(&mut conn.stream, id_to_token(id), interest)
                 .is_ok()
             {
-                conn.writing = want_writable;
+                conn.writing = blocked;
             }
         }
+        // Also when nothing was taken: the core judges --sendq after each write attempt.
+        self.chat.handle_written(id, taken, blocked);
     }
 
     /// The socket failed or the peer left: forget it here and in the core.
     fn lose(&mut self, id: ConnId, error: io::Error, now: Instant) {
-        if self.conn_mut(id).is_none() {
+        if conn_of(&mut self.conns, id).is_none() {
             return;
         }
         self.conns.remove(id.index as usize);
@@ -385,7 +354,7 @@ impl Server {
             reason,
             final_output,
         } = closed;
-        if self.conn_mut(id).is_none() {
+        if conn_of(&mut self.conns, id).is_none() {
             return;
         }
         let mut conn = self.conns.remove(id.index as usize);
@@ -416,20 +385,6 @@ impl Server {
         self.listeners.clear();
         self.chat.handle_shutdown();
     }
-
-    fn all_flushed(&self) -> bool {
-        self.conns.iter().all(|(index, c)| {
-            let id = ConnId {
-                index: index as u32,
-                generation: c.generation,
-            };
-            self.chat.output(id).is_empty()
-        })
-    }
-
-    fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
-        conn_of(&mut self.conns, id)
-    }
 }
 
 /// The connection `id` names, unless its slot is empty or holds a newer connection.
@@ -437,21 +392,6 @@ fn conn_of(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
     conns
         .get_mut(id.index as usize)
         .filter(|c| c.generation == id.generation)
-}
-
-/// Binds a non-blocking listener with a deep accept queue (mio's own `bind` asks for 128, which
-/// a burst of connecting clients overflows; the kernel caps it at `net.core.somaxconn`).
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        // IPv6 only, so `--listen 0.0.0.0:P --listen [::]:P` binds both instead of failing.
-        socket.set_only_v6(true)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    socket.set_nonblocking(true)?;
-    Ok(TcpListener::from_std(socket.into()))
 }
 
 fn id_to_token(id: ConnId) -> Token {

@@ -22,6 +22,19 @@ pub struct LineAssembler {
 }
 
 impl LineAssembler {
+    /// The state as two flags: after a CR, and discarding an overlong line (for snapshots).
+    pub fn flags(&self) -> (bool, bool) {
+        (self.after_cr, self.discarding)
+    }
+
+    /// An assembler in the state [`LineAssembler::flags`] gave.
+    pub fn from_flags(after_cr: bool, discarding: bool) -> LineAssembler {
+        LineAssembler {
+            after_cr,
+            discarding,
+        }
+    }
+
     /// Feeds one data byte, appending it to `line` unless it ends, edits or overflows the line.
     pub fn push(&mut self, byte: u8, line: &mut Vec<u8>, max_line: usize) -> Option<LineEvent> {
         if self.after_cr {
