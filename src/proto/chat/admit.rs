@@ -1,7 +1,9 @@
 //! Admission: `--max-clients` and `--max-per-ip`, counted on a peer key the shell derives from
 //! the socket address (the core knows nothing of `std::net`).
 
+use slab::Slab;
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 
 /// What a per-address limit counts: an IPv4 address, or the /64 prefix of an IPv6 address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -28,11 +30,19 @@ pub(super) enum Refusal {
     TooManyFromAddress,
 }
 
+/// What a connection counted against `--max-per-ip` holds, to give back when it closes (4
+/// bytes in its session, where the address itself would take 10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Ticket(NonZeroU32);
+
 pub(super) struct Admission {
     max_clients: usize,
     max_per_ip: usize,
     limit_loopback: bool,
-    per_ip: HashMap<PeerKey, u32>,
+    /// Addresses with connections, and how many.
+    counts: Slab<(PeerKey, u32)>,
+    /// Keys of `counts` by address.
+    by_key: HashMap<PeerKey, usize>,
 }
 
 impl Admission {
@@ -41,13 +51,14 @@ impl Admission {
             max_clients,
             max_per_ip,
             limit_loopback,
-            per_ip: HashMap::new(),
+            counts: Slab::new(),
+            by_key: HashMap::new(),
         }
     }
 
-    /// Admits a connection from `peer` while `live` others are open; returns the key it counts
-    /// against (to [`Admission::release`] when it closes), if any.
-    pub(super) fn admit(&mut self, peer: Peer, live: usize) -> Result<Option<PeerKey>, Refusal> {
+    /// Admits a connection from `peer` while `live` others are open; returns its ticket if it
+    /// counts against an address (to [`Admission::release`] when it closes).
+    pub(super) fn admit(&mut self, peer: Peer, live: usize) -> Result<Option<Ticket>, Refusal> {
         if live >= self.max_clients {
             return Err(Refusal::Full);
         }
@@ -55,35 +66,55 @@ impl Admission {
         if !counted {
             return Ok(None);
         }
-        let n = self.per_ip.entry(peer.key).or_insert(0);
-        if *n as usize >= self.max_per_ip {
+        let held = self.by_key.get(&peer.key).map_or(0, |&k| self.counts[k].1);
+        if held as usize >= self.max_per_ip {
             return Err(Refusal::TooManyFromAddress);
         }
-        *n += 1;
-        Ok(Some(peer.key))
+        Ok(Some(self.count(peer.key)))
     }
 
-    /// Counts a connection again (restored from a snapshot).
-    pub(super) fn recount(&mut self, key: PeerKey) {
-        *self.per_ip.entry(key).or_insert(0) += 1;
+    /// Counts a connection from `key` (also for one restored from a snapshot).
+    pub(super) fn count(&mut self, key: PeerKey) -> Ticket {
+        let k = match self.by_key.get(&key) {
+            Some(&k) => k,
+            None => {
+                let k = self.counts.insert((key, 0));
+                self.by_key.insert(key, k);
+                k
+            }
+        };
+        self.counts[k].1 += 1;
+        Ticket(NonZeroU32::MIN.saturating_add(k as u32))
     }
 
-    /// A connection admitted with `counted` has closed.
-    pub(super) fn release(&mut self, counted: Option<PeerKey>) {
-        if let Some(key) = counted
-            && let Some(n) = self.per_ip.get_mut(&key)
-        {
+    /// The address a ticket counts against.
+    pub(super) fn key(&self, ticket: Ticket) -> Option<PeerKey> {
+        self.counts.get(slot(ticket)).map(|&(key, _)| key)
+    }
+
+    /// A connection admitted with `ticket` has closed.
+    pub(super) fn release(&mut self, ticket: Option<Ticket>) {
+        let Some(k) = ticket.map(slot) else {
+            return;
+        };
+        if let Some((key, n)) = self.counts.get_mut(k) {
             *n -= 1;
             if *n == 0 {
-                self.per_ip.remove(&key);
+                let key = *key;
+                self.counts.remove(k);
+                self.by_key.remove(&key);
             }
         }
     }
 
     /// Number of addresses with a count (for invariant checks).
     pub(super) fn addresses(&self) -> usize {
-        self.per_ip.len()
+        self.counts.len()
     }
+}
+
+fn slot(ticket: Ticket) -> usize {
+    ticket.0.get() as usize - 1
 }
 
 #[cfg(test)]
@@ -102,12 +133,15 @@ mod tests {
         let mut a = Admission::new(100, 2, false);
         let k1 = a.admit(peer(1, false), 0).unwrap();
         let k2 = a.admit(peer(1, false), 1).unwrap();
+        assert_eq!(k1.and_then(|t| a.key(t)), Some(PeerKey::V4([10, 0, 0, 1])));
         assert_eq!(a.admit(peer(1, false), 2), Err(Refusal::TooManyFromAddress));
         assert!(a.admit(peer(2, false), 2).is_ok(), "another address");
         a.release(k1);
         assert!(a.admit(peer(1, false), 2).is_ok());
         a.release(k2);
         assert_eq!(a.addresses(), 2);
+        a.release(k2);
+        assert_eq!(a.addresses(), 1, "the first address is free again");
     }
 
     #[test]

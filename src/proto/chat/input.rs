@@ -62,7 +62,8 @@ impl Chat {
                 s.hold_input(hold, &bytes[from..]);
                 match hold {
                     Hold::Rate => {
-                        let at = self.now_ms + s.bucket.wait_ms(self.settings.rate);
+                        let (rate, burst) = (self.settings.rate, self.settings.burst);
+                        let at = self.now_ms + s.bucket.wait_ms(rate, burst, self.now_ms);
                         self.timers.push(at, id, TimerKind::Rate);
                     }
                     Hold::Output => self.held_for_output.push(id),

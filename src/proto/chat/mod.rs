@@ -210,7 +210,7 @@ impl Chat {
             self.request_close(old, CloseReason::PeerClosed);
             self.finish();
         }
-        let session = Session::new(id.generation, counted, self.settings.burst, self.now_ms);
+        let session = Session::new(id.generation, counted, self.now_ms);
         self.sessions.insert(id, session);
         self.outbox.open(id);
         let banner = &self.banner;
@@ -465,7 +465,7 @@ impl Chat {
                 if s.bucket.ready(rate, burst, self.now_ms) {
                     self.release_held_input(id);
                 } else {
-                    let at = self.now_ms + s.bucket.wait_ms(rate);
+                    let at = self.now_ms + s.bucket.wait_ms(rate, burst, self.now_ms);
                     self.timers.push(at, id, TimerKind::Rate);
                 }
             }

@@ -15,6 +15,7 @@
 
 use super::ConnId;
 use bytes::{Buf, BytesMut};
+use slab::Slab;
 use std::io::IoSlice;
 
 /// A rendered piece of output: a range of the arena.
@@ -35,10 +36,14 @@ use super::OUTPUT_HIGH_WATER as ARENA_HIGH_WATER;
 const ENTRIES_HIGH_WATER: usize = 1 << 18;
 /// Arena capacity kept across drains; a larger one is kept only while it is being used.
 const ARENA_KEEP: usize = 64 << 10;
+/// Entries kept across drains, likewise.
+const ENTRIES_KEEP: usize = 4096;
 const NONE: u32 = u32::MAX;
 
 pub(super) struct Outbox {
     arena: BytesMut,
+    /// Bytes the kernel refused, copied out of the arena, per connection that has some.
+    backlogs: Slab<BytesMut>,
     entries: Vec<Entry>,
     queues: Vec<Queue>,
     /// Connections with output to hand to the shell, in the order they got it.
@@ -63,16 +68,28 @@ struct Entry {
 }
 
 /// One connection's output (24 bytes; no heap while it has no backlog).
-#[derive(Default)]
 struct Queue {
     generation: u32,
     head: u32,
     tail: u32,
     /// Unsent bytes: backlog plus entries.
     pending: u32,
+    /// Its key in `backlogs` (`NONE` while it has none).
+    backlog: u32,
     state: State,
-    /// Bytes the kernel refused, copied out of the arena; allocated only while non-empty.
-    backlog: Option<Box<BytesMut>>,
+}
+
+impl Default for Queue {
+    fn default() -> Queue {
+        Queue {
+            generation: 0,
+            head: NONE,
+            tail: NONE,
+            pending: 0,
+            backlog: NONE,
+            state: State::Closed,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
@@ -90,9 +107,10 @@ impl Outbox {
     pub(super) fn new(sendq: usize, reserve: usize) -> Outbox {
         Outbox {
             arena: BytesMut::new(),
+            backlogs: Slab::new(),
             entries: Vec::new(),
             queues: Vec::with_capacity(reserve),
-            dirty: Vec::with_capacity(reserve),
+            dirty: Vec::new(),
             dirty_next: 0,
             too_slow: Vec::new(),
             sendq,
@@ -110,8 +128,6 @@ impl Outbox {
         }
         self.queues[index] = Queue {
             generation: id.generation,
-            head: NONE,
-            tail: NONE,
             state: State::Open,
             ..Queue::default()
         };
@@ -144,7 +160,7 @@ impl Outbox {
                     return self.mark_too_slow(id);
                 }
                 let bytes = &self.arena[chunk.start as usize..chunk.end as usize];
-                q.backlog.get_or_insert_default().extend_from_slice(bytes);
+                backlog_of(&mut self.backlogs, q).extend_from_slice(bytes);
             }
             State::Open => {
                 let tail = q.tail;
@@ -192,7 +208,7 @@ impl Outbox {
                 return Some(id);
             }
         }
-        self.dirty.clear();
+        shrink_unless_used(&mut self.dirty, ENTRIES_KEEP);
         self.dirty_next = 0;
         None
     }
@@ -204,7 +220,10 @@ impl Outbox {
             return 0;
         };
         let mut n = 0;
-        if let Some(b) = q.backlog.as_deref().filter(|b| !b.is_empty())
+        if let Some(b) = self
+            .backlogs
+            .get(q.backlog as usize)
+            .filter(|b| !b.is_empty())
             && n < iov.len()
         {
             iov[n] = IoSlice::new(b);
@@ -234,7 +253,7 @@ impl Outbox {
         q.pending -= taken as u32;
         self.queued -= taken;
         let mut skip = taken;
-        if let Some(b) = q.backlog.as_deref_mut() {
+        if let Some(b) = self.backlogs.get_mut(q.backlog as usize) {
             let n = skip.min(b.len());
             b.advance(n);
             skip -= n;
@@ -249,15 +268,18 @@ impl Outbox {
             let n = skip.min(bytes.len());
             skip -= n;
             if n < bytes.len() {
-                q.backlog
-                    .get_or_insert_default()
-                    .extend_from_slice(&bytes[n..]);
+                backlog_of(&mut self.backlogs, q).extend_from_slice(&bytes[n..]);
             }
             at = e.next;
         }
         (q.head, q.tail) = (NONE, NONE);
-        if q.backlog.as_deref().is_some_and(BytesMut::is_empty) {
-            q.backlog = None;
+        if self
+            .backlogs
+            .get(q.backlog as usize)
+            .is_some_and(BytesMut::is_empty)
+        {
+            self.backlogs.remove(q.backlog as usize);
+            q.backlog = NONE;
         }
         q.state = if blocked { State::Blocked } else { State::Open };
         if q.pending as usize > self.sendq {
@@ -285,7 +307,10 @@ impl Outbox {
         let Some(q) = queue_mut(&mut self.queues, id) else {
             return Vec::new();
         };
-        let mut rest = q.backlog.take().map(|b| b.to_vec()).unwrap_or_default();
+        let mut rest = match std::mem::replace(&mut q.backlog, NONE) {
+            NONE => Vec::new(),
+            b => self.backlogs.remove(b as usize).to_vec(),
+        };
         let mut at = q.head;
         if at != NONE {
             self.referring -= 1;
@@ -311,19 +336,18 @@ impl Outbox {
     }
 
     /// Ends a drain cycle once every queue has let go of the arena: the arena and the entries
-    /// are reset (a large arena is kept only while it was well used).
+    /// are reset. Each keeps a large capacity only while it was well used, so a burst does
+    /// not leave its peak allocated on an idle server.
     pub(super) fn end_drain(&mut self) {
         if self.referring > 0 || self.dirty_next < self.dirty.len() {
             return;
         }
-        let used = self.arena.len();
-        if self.arena.capacity() > ARENA_KEEP && used < self.arena.capacity() / 4 {
+        if self.arena.capacity() > ARENA_KEEP && self.arena.len() < self.arena.capacity() / 4 {
             self.arena = BytesMut::new();
-            self.entries = Vec::new();
         } else {
             self.arena.clear();
-            self.entries.clear();
         }
+        shrink_unless_used(&mut self.entries, ENTRIES_KEEP);
     }
 
     pub(super) fn take_too_slow(&mut self) -> Option<ConnId> {
@@ -358,7 +382,11 @@ impl Outbox {
         let Some(q) = queue(&self.queues, id) else {
             return Vec::new();
         };
-        let mut out = q.backlog.as_deref().map(|b| b.to_vec()).unwrap_or_default();
+        let mut out = self
+            .backlogs
+            .get(q.backlog as usize)
+            .map(|b| b.to_vec())
+            .unwrap_or_default();
         let mut at = q.head;
         while at != NONE {
             let e = self.entries[at as usize];
@@ -375,7 +403,7 @@ impl Outbox {
             return;
         }
         let q = &mut self.queues[id.index as usize];
-        q.backlog = Some(Box::new(BytesMut::from(unsent)));
+        q.backlog = self.backlogs.insert(BytesMut::from(unsent)) as u32;
         q.pending = unsent.len() as u32;
         self.queued += unsent.len();
         if blocked {
@@ -393,6 +421,24 @@ impl Outbox {
             self.too_slow.push(id);
         }
     }
+}
+
+/// Empties `v`, giving its memory back when it is larger than `keep` and was less than a
+/// quarter used.
+fn shrink_unless_used<T>(v: &mut Vec<T>, keep: usize) {
+    if v.capacity() > keep && v.len() < v.capacity() / 4 {
+        *v = Vec::new();
+    } else {
+        v.clear();
+    }
+}
+
+/// The backlog of `q`, made when it has none.
+fn backlog_of<'a>(backlogs: &'a mut Slab<BytesMut>, q: &mut Queue) -> &'a mut BytesMut {
+    if q.backlog == NONE {
+        q.backlog = backlogs.insert(BytesMut::new()) as u32;
+    }
+    &mut backlogs[q.backlog as usize]
 }
 
 fn queue(queues: &[Queue], id: ConnId) -> Option<&Queue> {

@@ -3,7 +3,7 @@
 //! shell's slab key; the generation in a [`ConnId`] guards against a reused slot.
 
 use super::ConnId;
-use super::admit::PeerKey;
+use super::admit::Ticket;
 use crate::proto::wire::line::LineAssembler;
 use crate::proto::wire::telnet::TelnetDecoder;
 
@@ -34,25 +34,21 @@ pub(super) enum Hold {
     Output,
 }
 
-/// The flood-control token bucket: `--burst` tokens, refilled at `--rate` per second.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// The flood-control token bucket (`--burst` lines, refilled at `--rate` per second), kept as
+/// one time: when the bucket would be full again (the GCRA form of a token bucket). Each line
+/// moves that time on by one line's worth; the bucket holds `burst - (full_at - now) / step`
+/// tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Bucket {
-    pub(super) tokens: f32,
-    pub(super) refilled_ms: u64,
+    /// Nanoseconds on the core's clock when the bucket is full again.
+    pub(super) full_at_ns: u64,
 }
 
 impl Bucket {
-    pub(super) fn full(burst: u32, now_ms: u64) -> Bucket {
+    pub(super) fn full(now_ms: u64) -> Bucket {
         Bucket {
-            tokens: burst as f32,
-            refilled_ms: now_ms,
+            full_at_ns: ns(now_ms),
         }
-    }
-
-    fn refill(&mut self, rate: u32, burst: u32, now_ms: u64) {
-        let elapsed = now_ms.saturating_sub(self.refilled_ms);
-        self.tokens = (self.tokens + elapsed as f32 * rate as f32 / 1000.0).min(burst as f32);
-        self.refilled_ms = now_ms;
     }
 
     /// Spends one line; false when the bucket is now empty (the next line must wait).
@@ -60,22 +56,38 @@ impl Bucket {
         if rate == 0 {
             return true;
         }
-        self.refill(rate, burst, now_ms);
-        self.tokens -= 1.0;
-        self.tokens >= 1.0
+        self.full_at_ns = self.full_at_ns.max(ns(now_ms)) + step(rate);
+        self.ready(rate, burst, now_ms)
     }
 
-    /// Whether a whole token is there again (after refilling to `now_ms`).
-    pub(super) fn ready(&mut self, rate: u32, burst: u32, now_ms: u64) -> bool {
-        self.refill(rate, burst, now_ms);
-        self.tokens >= 1.0
+    /// Whether a whole token is there.
+    pub(super) fn ready(&self, rate: u32, burst: u32, now_ms: u64) -> bool {
+        self.excess_ns(rate, burst, now_ms) == 0
     }
 
-    /// Milliseconds until the bucket holds one whole token again.
-    pub(super) fn wait_ms(&self, rate: u32) -> u64 {
-        let missing = (1.0 - self.tokens).max(0.0);
-        ((missing * 1000.0 / rate.max(1) as f32).ceil() as u64).max(1)
+    /// Milliseconds until the bucket holds one whole token again (at least 1).
+    pub(super) fn wait_ms(&self, rate: u32, burst: u32, now_ms: u64) -> u64 {
+        self.excess_ns(rate, burst, now_ms)
+            .div_ceil(1_000_000)
+            .max(1)
     }
+
+    /// How far the bucket is below one whole token, in nanoseconds of refill.
+    fn excess_ns(&self, rate: u32, burst: u32, now_ms: u64) -> u64 {
+        let allowance = u64::from(burst.saturating_sub(1)) * step(rate);
+        self.full_at_ns
+            .saturating_sub(ns(now_ms))
+            .saturating_sub(allowance)
+    }
+}
+
+/// One line's worth of refill.
+fn step(rate: u32) -> u64 {
+    1_000_000_000 / u64::from(rate.max(1))
+}
+
+fn ns(ms: u64) -> u64 {
+    ms.saturating_mul(1_000_000)
 }
 
 /// Everything the core keeps per connection on the input side (no heap while idle).
@@ -85,8 +97,8 @@ pub(super) struct Session {
     pub(super) hold: Hold,
     pub(super) telnet: TelnetDecoder,
     pub(super) line: LineAssembler,
-    /// The address this connection counts against for `--max-per-ip`, if it counts.
-    pub(super) counted: Option<PeerKey>,
+    /// What this connection counts against `--max-per-ip`, if it counts.
+    pub(super) counted: Option<Ticket>,
     pub(super) last_input_ms: u64,
     pub(super) bucket: Bucket,
     /// Rarely used buffers, boxed so an idle session pays one pointer for them.
@@ -103,12 +115,7 @@ pub(super) struct Spill {
 }
 
 impl Session {
-    pub(super) fn new(
-        generation: u32,
-        counted: Option<PeerKey>,
-        burst: u32,
-        now_ms: u64,
-    ) -> Session {
+    pub(super) fn new(generation: u32, counted: Option<Ticket>, now_ms: u64) -> Session {
         Session {
             generation,
             phase: Phase::Greeted,
@@ -117,7 +124,7 @@ impl Session {
             line: LineAssembler::default(),
             counted,
             last_input_ms: now_ms,
-            bucket: Bucket::full(burst, now_ms),
+            bucket: Bucket::full(now_ms),
             spill: None,
         }
     }
@@ -284,19 +291,25 @@ mod tests {
 
     #[test]
     fn the_bucket_allows_a_burst_then_the_rate() {
-        let mut b = Bucket::full(3, 0);
+        let mut b = Bucket::full(0);
         assert!(b.take(2, 3, 0));
         assert!(b.take(2, 3, 0));
         assert!(!b.take(2, 3, 0), "the third line empties it");
-        assert_eq!(b.wait_ms(2), 500);
+        assert_eq!(b.wait_ms(2, 3, 0), 500);
         assert!(!b.ready(2, 3, 499));
         assert!(b.ready(2, 3, 500));
-        assert!(Bucket::full(1, 0).take(0, 1, 0), "rate 0 is off");
+        assert!(Bucket::full(0).take(0, 1, 0), "rate 0 is off");
+        // A third of a second per line at 3/s rounds up to the next millisecond.
+        let mut b = Bucket::full(0);
+        assert!(!b.take(3, 1, 0));
+        assert_eq!(b.wait_ms(3, 1, 0), 334);
+        // Idle time refills, but never past a full bucket.
+        assert!(b.take(3, 2, 10_000) && !b.take(3, 2, 10_000));
     }
 
     #[test]
     fn held_input_and_the_unfinished_line_free_their_buffers() {
-        let mut s = Session::new(1, None, 5, 0);
+        let mut s = Session::new(1, None, 0);
         s.keep_line(b"par");
         s.hold_input(Hold::Rate, b"tial\r\n");
         let mut buf = Vec::new();
@@ -308,13 +321,19 @@ mod tests {
     }
 
     #[test]
+    fn a_session_stays_small() {
+        // The memory model in the crate docs counts on this: 10,000 idle connections.
+        assert!(std::mem::size_of::<Option<Session>>() <= 40);
+    }
+
+    #[test]
     fn a_stale_id_finds_nothing() {
         let mut t = Sessions::with_capacity(4);
         let id = ConnId {
             index: 2,
             generation: 9,
         };
-        assert!(t.insert(id, Session::new(9, None, 1, 0)).is_none());
+        assert!(t.insert(id, Session::new(9, None, 0)).is_none());
         let stale = ConnId {
             index: 2,
             generation: 8,

@@ -95,8 +95,8 @@ struct SessionV1 {
     blocked: bool,
     counted: Option<PeerKeyV1>,
     idle_ms: u64,
-    tokens: f32,
-    refilled_ago_ms: u64,
+    /// How long until the flood-control bucket is full again, in nanoseconds.
+    bucket_full_in_ns: u64,
     timers: Vec<TimerV1>,
 }
 
@@ -236,13 +236,15 @@ impl Chat {
             held_input: spill.map(|sp| sp.held.clone()).unwrap_or_default(),
             unsent: self.outbox.unsent(id),
             blocked: self.outbox.is_blocked(id),
-            counted: s.counted.map(|k| match k {
-                PeerKey::V4(a) => PeerKeyV1::V4(a),
-                PeerKey::V6(p) => PeerKeyV1::V6(p),
-            }),
+            counted: s
+                .counted
+                .and_then(|t| self.admission.key(t))
+                .map(|k| match k {
+                    PeerKey::V4(a) => PeerKeyV1::V4(a),
+                    PeerKey::V6(p) => PeerKeyV1::V6(p),
+                }),
             idle_ms: now_ms.saturating_sub(s.last_input_ms),
-            tokens: s.bucket.tokens,
-            refilled_ago_ms: now_ms.saturating_sub(s.bucket.refilled_ms),
+            bucket_full_in_ns: s.bucket.full_at_ns.saturating_sub(now_ms * 1_000_000),
             timers: self
                 .timers
                 .of(id)
@@ -301,12 +303,7 @@ fn restore(state: StateV1, settings: Settings, now: Instant) -> Result<Chat, Sna
     let invalid = |what: &str| SnapshotError::Invalid(what.to_string());
     let mut chat = Chat::new(settings, now);
     // Start the new clock late enough that every carried-over time is still positive.
-    let base = state
-        .sessions
-        .iter()
-        .map(|s| s.idle_ms.max(s.refilled_ago_ms))
-        .max()
-        .unwrap_or(0);
+    let base = state.sessions.iter().map(|s| s.idle_ms).max().unwrap_or(0);
     chat.offset_ms = base;
     chat.now_ms = base;
     chat.uptime_base_ms = state.uptime_ms;
@@ -366,10 +363,8 @@ fn restore_session(chat: &mut Chat, s: SessionV1, now_ms: u64) -> Result<(), Sna
         PeerKeyV1::V4(a) => PeerKey::V4(a),
         PeerKeyV1::V6(p) => PeerKey::V6(p),
     });
-    if let Some(key) = counted {
-        chat.admission.recount(key);
-    }
-    let mut session = Session::new(id.generation, counted, chat.settings.burst, now_ms);
+    let counted = counted.map(|key| chat.admission.count(key));
+    let mut session = Session::new(id.generation, counted, now_ms);
     session.phase = match s.phase {
         PhaseV1::Greeted => Phase::Greeted,
         PhaseV1::Prompt => Phase::Prompt,
@@ -386,8 +381,7 @@ fn restore_session(chat: &mut Chat, s: SessionV1, now_ms: u64) -> Result<(), Sna
     session.keep_line(&s.partial_line);
     session.last_input_ms = now_ms - s.idle_ms.min(now_ms);
     session.bucket = Bucket {
-        tokens: s.tokens,
-        refilled_ms: now_ms - s.refilled_ago_ms.min(now_ms),
+        full_at_ns: now_ms * 1_000_000 + s.bucket_full_in_ns,
     };
     let hold = match s.hold {
         HoldV1::Reading => Hold::Reading,
