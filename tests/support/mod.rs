@@ -20,7 +20,8 @@ pub const LINE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Deadline for the server to print its `listening on` line.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Flags every test server gets (the ones REPLIES.md names for tests and benchmarks).
+/// Flags every test server gets: flood control and the per-address limit off (as the README
+/// advises for tests and benchmarks from one address).
 pub const BASE_ARGS: &[&str] = &[
     "--listen",
     "127.0.0.1:0",
