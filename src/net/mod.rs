@@ -4,6 +4,7 @@
 //! [`crate::proto::chat::Chat`] core. See [`Server`].
 
 mod fd_limit;
+pub(crate) mod log;
 mod server;
 
 pub use server::{Server, ServerError};
