@@ -44,7 +44,6 @@ use thiserror::Error;
 
 /// Logs one line at a level: `log!(Level::Warn, "accept failed: {e}")`. The message is only
 /// formatted when the level is enabled.
-#[allow(unused_macros, reason = "no caller yet")]
 macro_rules! log {
     ($level:expr, $($arg:tt)+) => {{
         let level: $crate::net::log::Level = $level;
@@ -53,7 +52,6 @@ macro_rules! log {
         }
     }};
 }
-#[allow(unused_imports, reason = "no caller yet")]
 pub(crate) use log;
 
 /// How much to log (`--log-level`), most severe first: each level includes the ones before it.

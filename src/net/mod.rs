@@ -5,6 +5,7 @@
 
 mod fd_limit;
 pub(crate) mod log;
+pub(crate) mod notify;
 mod server;
 
 pub use server::{Server, ServerError};
