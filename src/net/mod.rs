@@ -5,6 +5,7 @@
 
 mod fd_limit;
 pub(crate) mod log;
+pub(crate) mod metrics;
 pub(crate) mod notify;
 mod server;
 
