@@ -12,7 +12,8 @@
 //!   `/proc/self/fd/2`, so the description shared with other processes (the parent's pipe, the
 //!   terminal) keeps its flags. If that open is refused (a pipe created by another user, no
 //!   `/proc`), each write is preceded by a zero-timeout `poll` for room: a line is at most
-//!   `PIPE_BUF` bytes, so a pipe with room takes it whole;
+//!   `PIPE_BUF` bytes, so a pipe with room takes it whole (only another process filling the
+//!   same pipe between the `poll` and the `write` could still make that write wait);
 //! - a regular file: plain writes.
 //!
 //! A line the sink cannot take at once is dropped and counted; the next line that gets through
