@@ -6,6 +6,9 @@
 mod event_loop;
 mod fd_limit;
 mod listener;
+pub(crate) mod log;
+pub(crate) mod metrics;
+pub(crate) mod notify;
 mod peer;
 
 pub use event_loop::{Server, ServerError};
