@@ -5,6 +5,9 @@
 
 mod fd_limit;
 mod server;
+// Not wired into the poll loop yet (issue 8): the server will call it on SIGUSR2 and at start.
+#[allow(dead_code, unused_imports)]
+pub(crate) mod upgrade;
 
 pub use server::{Server, ServerError};
 
