@@ -141,6 +141,7 @@ fn cut_off_descriptors_are_an_error_and_those_that_arrived_are_closed() {
 
 #[test]
 fn a_descriptor_the_loop_cannot_name_fails_the_send() {
+    let _lock = fd_count_lock();
     let (old, _new) = UnixStream::pair().unwrap();
     let mut outbox = Outbox::default();
     let tags = vec![FdTag::Conn(3)];

@@ -1,5 +1,6 @@
 //! Framing, version negotiation, and the new side against a scripted old side.
 
+use super::fd_count_lock;
 use crate::net::upgrade::UpgradeError;
 use crate::net::upgrade::channel::{Inbox, Outbox, Recv};
 use crate::net::upgrade::protocol::{
@@ -88,6 +89,7 @@ fn against_scripted_old(
     Result<Received, UpgradeError>,
     Option<Result<(), UpgradeError>>,
 ) {
+    let _lock = fd_count_lock();
     let (old_end, new_end) = UnixStream::pair().unwrap();
     let script = thread::spawn(move || {
         let mut inbox = Inbox::default();

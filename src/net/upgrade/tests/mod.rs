@@ -8,7 +8,8 @@ mod process;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Mutex, MutexGuard};
 
-/// Tests that count this process's open descriptors run one at a time.
+/// Tests that count this process's open descriptors run one at a time, and every test here that
+/// opens any takes this lock too.
 static FD_COUNT: Mutex<()> = Mutex::new(());
 
 fn fd_count_lock() -> MutexGuard<'static, ()> {

@@ -141,6 +141,7 @@ fn read_line(stream: &TcpStream) -> String {
 
 #[test]
 fn a_marker_that_names_another_process_is_ignored() {
+    let _lock = fd_count_lock();
     let (ours, theirs) = UnixStream::pair().unwrap();
     let mut child = stand_in(None)
         .env(ENV_MARKER, "1")
