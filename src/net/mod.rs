@@ -10,6 +10,11 @@ pub(crate) mod log;
 pub(crate) mod metrics;
 pub(crate) mod notify;
 mod peer;
+#[cfg(test)]
+pub(crate) mod test_fds;
+// Not wired into the poll loop yet (issue 8): the server will call it on SIGUSR2 and at start.
+#[allow(dead_code, unused_imports)]
+pub(crate) mod upgrade;
 
 pub use event_loop::{Server, ServerError};
 pub use peer::peer_of;

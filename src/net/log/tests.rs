@@ -46,6 +46,7 @@ fn read_new(logger: &Logger, reader: &mut (impl Read + AsFd), seen: &mut Vec<u8>
 
 #[test]
 fn level_names_parse_and_others_are_refused() {
+    let _fds = crate::net::test_fds::opening();
     assert_eq!("error".parse(), Ok(Level::Error));
     assert_eq!("warn".parse(), Ok(Level::Warn));
     assert_eq!("info".parse(), Ok(Level::Info));
@@ -59,6 +60,7 @@ fn level_names_parse_and_others_are_refused() {
 
 #[test]
 fn levels_filter_lines() {
+    let _fds = crate::net::test_fds::opening();
     let (mut logger, mut reader) = pipe_logger(Level::Warn, false);
     logger.log(Level::Debug, format_args!("debug {}", 1));
     logger.log(Level::Info, format_args!("info {}", 2));
@@ -72,6 +74,7 @@ fn levels_filter_lines() {
 
 #[test]
 fn journal_lines_start_with_their_syslog_level() {
+    let _fds = crate::net::test_fds::opening();
     let (mut logger, mut reader) = pipe_logger(Level::Debug, true);
     logger.log(Level::Error, format_args!("e"));
     logger.log(Level::Warn, format_args!("w"));
@@ -87,6 +90,7 @@ fn journal_lines_start_with_their_syslog_level() {
 
 #[test]
 fn control_characters_are_escaped_and_long_lines_cut() {
+    let _fds = crate::net::test_fds::opening();
     let (mut logger, mut reader) = pipe_logger(Level::Info, false);
     logger.log(Level::Info, format_args!("a\nb\r\x1b[2Jc\té"));
     let long = "x".repeat(10_000);
@@ -102,6 +106,7 @@ fn control_characters_are_escaped_and_long_lines_cut() {
 
 #[test]
 fn reopening_leaves_the_shared_description_blocking() {
+    let _fds = crate::net::test_fds::opening();
     let (_reader, writer) = io::pipe().unwrap();
     let shared = writer.try_clone().unwrap();
     let logger = Logger::new(Target::Owned(writer.into()), Level::Info, false);
@@ -175,6 +180,7 @@ fn whole_lines_and_reported_drops(out: &str, len: usize) -> usize {
 
 #[test]
 fn a_pipe_nobody_reads_never_blocks_and_drops_are_reported() {
+    let _fds = crate::net::test_fds::opening();
     let (logger, reader) = pipe_logger(Level::Info, false);
     assert_eq!(logger.sink.method, Method::Write);
     check_full_pipe(logger, reader);
@@ -182,6 +188,7 @@ fn a_pipe_nobody_reads_never_blocks_and_drops_are_reported() {
 
 #[test]
 fn a_pipe_that_cannot_be_reopened_is_polled_before_each_write() {
+    let _fds = crate::net::test_fds::opening();
     let (reader, writer) = io::pipe().unwrap();
     let sink = Sink {
         target: Target::Owned(writer.into()),
@@ -203,6 +210,7 @@ fn tcp_pair() -> (OwnedFd, TcpStream) {
 
 #[test]
 fn a_partly_written_line_is_finished_before_the_next_line() {
+    let _fds = crate::net::test_fds::opening();
     let (writer, mut reader) = tcp_pair();
     let mut logger = Logger::new(Target::Owned(writer), Level::Info, false);
     assert_eq!(logger.sink.method, Method::Send);
@@ -231,6 +239,7 @@ fn a_partly_written_line_is_finished_before_the_next_line() {
 
 #[test]
 fn the_macro_writes_through_the_thread_logger() {
+    let _fds = crate::net::test_fds::opening();
     let (logger, mut reader) = pipe_logger(Level::Info, false);
     LOGGER.with(|cell| *cell.borrow_mut() = Some(logger));
     assert!(enabled(Level::Info));
@@ -247,6 +256,7 @@ fn the_macro_writes_through_the_thread_logger() {
 
 #[test]
 fn before_init_the_level_is_info() {
+    let _fds = crate::net::test_fds::opening();
     std::thread::spawn(|| {
         assert!(enabled(Level::Info));
         assert!(!enabled(Level::Debug));
@@ -258,6 +268,7 @@ fn before_init_the_level_is_info() {
 
 #[test]
 fn init_sets_the_level_and_keeps_the_logger() {
+    let _fds = crate::net::test_fds::opening();
     std::thread::spawn(|| {
         let (mut logger, _reader) = pipe_logger(Level::Info, false);
         logger.drop_line();

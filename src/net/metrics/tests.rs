@@ -28,6 +28,7 @@ fn sample() -> Counters {
 
 #[test]
 fn the_counters_line_names_every_counter_it_reports() {
+    let _fds = crate::net::test_fds::opening();
     assert_eq!(
         sample().to_string(),
         "counters: at_prompt=2 logged_in=7 rooms=3 lines_in=100 lines_out=650 bytes_in=4000 \
@@ -37,6 +38,7 @@ fn the_counters_line_names_every_counter_it_reports() {
 
 #[test]
 fn prometheus_text_has_help_type_and_samples() {
+    let _fds = crate::net::test_fds::opening();
     let text = sample().prometheus_text();
     let expected = "\
 # HELP natter_connections Open client connections.
@@ -191,6 +193,7 @@ fn check_response(text: &str, counters: &Counters, with_body: bool) {
 
 #[test]
 fn a_request_gets_the_counters_then_the_connection_closes() {
+    let _fds = crate::net::test_fds::opening();
     let mut l = Loop::new();
     let mut peer = l.connect();
     peer.send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n");
@@ -204,6 +207,7 @@ fn a_request_gets_the_counters_then_the_connection_closes() {
 
 #[test]
 fn curl_reads_the_metrics() {
+    let _fds = crate::net::test_fds::opening();
     if Command::new("curl").arg("--version").output().is_err() {
         eprintln!("curl is not installed: skipped");
         return;
@@ -230,6 +234,7 @@ fn curl_reads_the_metrics() {
 
 #[test]
 fn a_request_in_pieces_is_answered_after_its_blank_line() {
+    let _fds = crate::net::test_fds::opening();
     let mut l = Loop::new();
     let mut peer = l.connect();
     let pieces: [&[u8]; 4] = [b"GET / HT", b"TP/1.0\r\n", b"Host: a\r\n", b"\r"];
@@ -248,6 +253,7 @@ fn a_request_in_pieces_is_answered_after_its_blank_line() {
 
 #[test]
 fn bare_line_feeds_and_the_peer_closing_its_side_end_a_request() {
+    let _fds = crate::net::test_fds::opening();
     let mut l = Loop::new();
     let mut lf = l.connect();
     lf.send(b"GET /\nHost: a\n\n");
@@ -261,6 +267,7 @@ fn bare_line_feeds_and_the_peer_closing_its_side_end_a_request() {
 
 #[test]
 fn head_gets_the_headers_only() {
+    let _fds = crate::net::test_fds::opening();
     let mut l = Loop::new();
     let mut peer = l.connect();
     peer.send(b"HEAD /metrics HTTP/1.1\r\n\r\n");
@@ -270,6 +277,7 @@ fn head_gets_the_headers_only() {
 
 #[test]
 fn an_overlong_request_is_answered_after_8_kib() {
+    let _fds = crate::net::test_fds::opening();
     let mut l = Loop::new();
     let mut peer = l.connect();
     peer.send(b"GET /");
@@ -280,6 +288,7 @@ fn an_overlong_request_is_answered_after_8_kib() {
 
 #[test]
 fn connections_beyond_the_bound_are_closed_at_once() {
+    let _fds = crate::net::test_fds::opening();
     let mut l = Loop::new();
     let mut peers: Vec<Peer> = (0..MAX_EXCHANGES + 3).map(|_| l.connect()).collect();
     l.until("the extra connections are closed", |l| {
@@ -304,6 +313,7 @@ fn connections_beyond_the_bound_are_closed_at_once() {
 
 #[test]
 fn a_silent_connection_is_closed_at_its_deadline() {
+    let _fds = crate::net::test_fds::opening();
     let mut l = Loop::new();
     let before = Instant::now();
     let mut peer = l.connect();
@@ -324,6 +334,7 @@ fn a_silent_connection_is_closed_at_its_deadline() {
 
 #[test]
 fn binding_a_taken_address_names_it() {
+    let _fds = crate::net::test_fds::opening();
     let l = Loop::new();
     let addr = l.metrics.local_addr().unwrap();
     let poll = Poll::new().unwrap();

@@ -16,6 +16,7 @@ fn st(users: usize, rooms: usize) -> Status {
 
 #[test]
 fn status_text_names_users_and_rooms() {
+    let _fds = crate::net::test_fds::opening();
     assert_eq!(st(1, 1).to_string(), "1 user in 1 room");
     assert_eq!(st(0, 1).to_string(), "0 users in 1 room");
     assert_eq!(st(12, 3).to_string(), "12 users in 3 rooms");
@@ -23,6 +24,7 @@ fn status_text_names_users_and_rooms() {
 
 #[test]
 fn throttle_sends_at_most_once_a_second_and_only_changes() {
+    let _fds = crate::net::test_fds::opening();
     let t0 = Instant::now();
     let mut t = Throttle::default();
     assert_eq!(t.next_deadline(), None);
@@ -54,6 +56,7 @@ fn throttle_sends_at_most_once_a_second_and_only_changes() {
 
 #[test]
 fn without_a_notify_socket_nothing_waits() {
+    let _fds = crate::net::test_fds::opening();
     let t0 = Instant::now();
     let mut n = Notifier::new(false);
     n.ready(st(0, 1), t0);
@@ -87,6 +90,7 @@ fn run_child(test: &str, socket: Option<&std::path::Path>) {
 
 #[test]
 fn notifications_reach_the_notify_socket() {
+    let _fds = crate::net::test_fds::opening();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notify");
     let socket = UnixDatagram::bind(&path).unwrap();
@@ -114,6 +118,7 @@ fn notifications_reach_the_notify_socket() {
 #[test]
 #[ignore = "run in a child process by notifications_reach_the_notify_socket"]
 fn child_sends_a_script() {
+    let _fds = crate::net::test_fds::opening();
     if std::env::var_os("NATTER_NOTIFY_CHILD").is_none() {
         return;
     }
@@ -146,12 +151,14 @@ fn child_sends_a_script() {
 
 #[test]
 fn without_notify_socket_the_notifier_is_off() {
+    let _fds = crate::net::test_fds::opening();
     run_child("net::notify::tests::child_without_notify_socket", None);
 }
 
 #[test]
 #[ignore = "run in a child process by without_notify_socket_the_notifier_is_off"]
 fn child_without_notify_socket() {
+    let _fds = crate::net::test_fds::opening();
     if std::env::var_os("NATTER_NOTIFY_CHILD").is_none() {
         return;
     }
