@@ -6,6 +6,8 @@
 mod fd_limit;
 mod server;
 
+pub mod redis;
+
 pub use server::{Server, ServerError};
 
 /// Writes one log line (`natter: ...`) to stderr in a single system call (stderr is
