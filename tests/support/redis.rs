@@ -11,7 +11,9 @@ use redis_protocol::resp2::decode::decode;
 use redis_protocol::resp2::types::OwnedFrame;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long `redis-server` may take to answer PING after it was spawned.
@@ -23,19 +25,39 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct RedisServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Its Unix socket, when started with [`RedisServer::start_with_unix_socket`].
+    pub unix_socket: Option<PathBuf>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     /// Starts a `redis-server` on a free loopback port and waits until it answers PING.
     pub fn start() -> Option<RedisServer> {
+        RedisServer::start_inner(None)
+    }
+
+    /// Like [`RedisServer::start`], and it also listens on a Unix socket in a fresh directory
+    /// under the system's temporary directory.
+    pub fn start_with_unix_socket() -> Option<RedisServer> {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "natter-redis-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create a directory for the Redis socket");
+        RedisServer::start_inner(Some(dir.join("redis.sock")))
+    }
+
+    fn start_inner(unix_socket: Option<PathBuf>) -> Option<RedisServer> {
         for _ in 0..5 {
             let port = free_port();
-            match spawn(port) {
+            match spawn(port, unix_socket.as_deref()) {
                 Spawned::Missing => return missing(),
                 Spawned::Up(child) => {
                     return Some(RedisServer {
                         port,
+                        unix_socket,
                         child: Some(child),
                     });
                 }
@@ -69,7 +91,7 @@ impl RedisServer {
         assert!(self.child.is_none(), "kill the running server first");
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            match spawn(self.port) {
+            match spawn(self.port, self.unix_socket.as_deref()) {
                 Spawned::Up(child) => {
                     self.child = Some(child);
                     return;
@@ -120,6 +142,9 @@ impl Drop for RedisServer {
             signal(child.id(), "-CONT");
         }
         self.kill();
+        if let Some(dir) = self.unix_socket.as_ref().and_then(|p| p.parent()) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -129,11 +154,16 @@ enum Spawned {
     Missing,
 }
 
-fn spawn(port: u16) -> Spawned {
+fn spawn(port: u16, unix_socket: Option<&Path>) -> Spawned {
     let port_text = port.to_string();
-    let child = Command::new("redis-server")
+    let mut command = Command::new("redis-server");
+    command
         .args(["--port", &port_text, "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"]);
+    if let Some(path) = unix_socket {
+        command.arg("--unixsocket").arg(path);
+    }
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -7,8 +7,12 @@ use std::time::{Duration, Instant};
 
 /// First wait before reconnecting; doubles after each failure.
 pub(super) const BACKOFF_FIRST: Duration = Duration::from_millis(50);
-/// Longest wait before reconnecting.
-pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Longest wait before reconnecting. Short, because an outage under 2 s must show nothing:
+/// with 1 s, Redis back after 1.6 s would be noticed only at the try at 2.55 s (50, 100, ...
+/// 800 ms, 1 s) and users would see a pause. With 250 ms any outage under 1.75 s stays
+/// invisible; a refused connect costs microseconds, and one that hangs is not retried until
+/// it is dropped ([`DROP_AFTER`]).
+pub(super) const BACKOFF_MAX: Duration = Duration::from_millis(250);
 /// A connection that owes an answer this long (or has not connected after this long) is
 /// dropped and reopened: a half-open TCP connection never reports an error.
 pub(super) const DROP_AFTER: Duration = Duration::from_secs(10);
@@ -137,5 +141,78 @@ impl<T> Link<T> {
     fn schedule_retry(&mut self, now: Instant) {
         self.retry_at = now + self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::Poll;
+
+    /// A port nobody listens on (connects fail, which is all these tests need).
+    fn closed_port() -> Target {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Target::Tcp(listener.local_addr().unwrap())
+    }
+
+    #[test]
+    fn retries_back_off_from_50_ms_doubling_to_250_ms() {
+        let poll = Poll::new().unwrap();
+        let t0 = Instant::now();
+        let mut link: Link<()> = Link::new(Token(0), t0);
+        assert!(link.should_open(t0));
+        let mut now = t0;
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            link.open(&closed_port(), poll.registry(), now).unwrap();
+            link.close(poll.registry(), now, false);
+            let retry = link.deadline(None).unwrap();
+            waits.push((retry - now).as_millis());
+            assert!(!link.should_open(retry - Duration::from_millis(1)));
+            assert!(link.should_open(retry));
+            now = retry;
+        }
+        assert_eq!(waits, [50, 100, 200, 250, 250, 250]);
+        assert!(link.failing());
+        link.open(&closed_port(), poll.registry(), now).unwrap();
+        link.answered(now);
+        assert!(!link.failing(), "an answer resets the back-off");
+    }
+
+    #[test]
+    fn an_outage_is_owed_from_its_start_until_an_answer() {
+        let poll = Poll::new().unwrap();
+        let t0 = Instant::now();
+        let mut link: Link<()> = Link::new(Token(0), t0);
+        link.open(&closed_port(), poll.registry(), t0).unwrap();
+        link.answered(t0);
+        assert!(
+            !link.owed_for(Duration::ZERO, t0 + DROP_AFTER),
+            "nothing owed when idle"
+        );
+
+        let lost = t0 + Duration::from_secs(1);
+        link.close(poll.registry(), lost, false);
+        let limit = Duration::from_secs(2);
+        assert_eq!(link.deadline(Some(limit)), Some(lost + BACKOFF_FIRST));
+        let retry = lost + Duration::from_millis(1500);
+        link.open(&closed_port(), poll.registry(), retry).unwrap();
+        assert!(!link.owed_for(limit, lost + Duration::from_millis(1999)));
+        assert!(
+            link.owed_for(limit, lost + limit),
+            "counted from the loss, not the retry"
+        );
+
+        // A blocking read owes its answer only from its own timeout on.
+        link.answered(retry);
+        let due = retry + Duration::from_secs(1);
+        link.answer_due(due);
+        assert!(!link.owed_for(limit, due + Duration::from_millis(1999)));
+        assert!(link.owed_for(limit, due + limit));
+        assert!(!link.overdue(due + DROP_AFTER - Duration::from_millis(1)));
+        assert!(
+            link.overdue(due + DROP_AFTER),
+            "a silent connection is dropped"
+        );
     }
 }

@@ -36,7 +36,8 @@
 //!
 //! # Failures
 //! A connection that breaks (refused, reset, closed, a reply that is not RESP or is an error
-//! where none is possible) is reopened after a back-off of 50 ms doubling up to 1 s.
+//! where none is possible) is reopened after a back-off of 50 ms doubling up to 250 ms (short,
+//! so that Redis back within 1.75 s is noticed before the 2 s pause notice is due).
 //! [`LogEvent::Stalled`] comes once Redis has owed an answer for 2 s on either connection
 //! (a command unanswered, the blocking read 2 s past its own timeout, or no connection);
 //! [`LogEvent::Resumed`] when both connections are answered again. A connection that owes an
