@@ -173,8 +173,9 @@ impl<T> Conn<T> {
         }
     }
 
-    /// Reads until the kernel has nothing more (readiness is edge-triggered). Redis sends only
-    /// replies to our own commands, whose size we bound (`XREAD COUNT`), so this ends.
+    /// Reads until the kernel says it has nothing more: readiness is edge-triggered, and a short
+    /// read may hide a close that came with the data. Redis sends only replies to our own
+    /// commands, whose size we bound (`XREAD COUNT`), so this ends.
     fn read(&mut self) -> Result<(), ConnError> {
         loop {
             let start = self.input.len();
@@ -186,7 +187,6 @@ impl<T> Conn<T> {
             self.input.truncate(start + *result.as_ref().unwrap_or(&0));
             match result {
                 Ok(0) => return Err(ConnError::Closed),
-                Ok(n) if n < READ_CHUNK => return Ok(()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
