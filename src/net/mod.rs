@@ -16,6 +16,8 @@ pub(crate) mod test_fds;
 #[allow(dead_code, unused_imports)]
 pub(crate) mod upgrade;
 
+pub mod redis;
+
 pub use event_loop::{Server, ServerError};
 pub use peer::peer_of;
 
