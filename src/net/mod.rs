@@ -5,6 +5,7 @@
 
 mod fd_limit;
 mod server;
+pub mod tls;
 
 pub use server::{Server, ServerError};
 
