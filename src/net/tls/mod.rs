@@ -6,13 +6,17 @@
 //!
 //! # How the loop drives a TLS connection
 //! - **Accept:** `TlsConn::new(config.clone())` with the config current at accept time (a
-//!   SIGHUP swaps the loop's `Arc`; existing connections keep theirs). Box it: the rustls state
-//!   is large and a plain connection must not pay for it in the slab.
+//!   SIGHUP swaps the loop's `Arc`; existing connections keep theirs), and tell the core about
+//!   the connection as for a plain one (limits count from accept; its banner waits here until
+//!   the handshake is done). Box it: `TlsConn` is over 1 KB and a plain connection must not pay
+//!   for it in the slab.
 //! - **Read** (READABLE): [`TlsConn::read`] reads once into the loop's scratch buffer (at least
 //!   [`MAX_RECORD_LEN`] bytes long), decrypts every whole record and hands each plaintext slice
-//!   to the callback (forward it to the core as `handle_input`). Handshake records it has to
-//!   send are written at once; what the kernel refuses stays queued in the connection.
-//!   [`Input::Data`] asks for another read as with a plain socket, [`Input::WouldBlock`] ends
+//!   to the callback (forward it to the core as `handle_input`; one read's plaintext is never
+//!   more than the scratch buffer's length). Handshake records it has to send are written at
+//!   once; what the kernel refuses stays queued in the connection.
+//!   [`Input::Data`] asks for another read as with a plain socket (its count is ciphertext, so
+//!   read again until `WouldBlock` rather than judging a short read), [`Input::WouldBlock`] ends
 //!   the turn, [`Input::Ended`] is the peer's end of input (after any plaintext that came with
 //!   it): treat it as a plain EOF. When [`ReadOutcome::handshake_finished`] is set, ask the
 //!   core for this connection's output (banner and prompt) now. [`TlsError::NotTls`] means the
@@ -33,10 +37,14 @@
 //! Between reads a connection holds at most the unfinished part of one record, and between
 //! writes only the ciphertext the kernel refused (at most one record, plus a close_notify).
 //! Both are freed, capacity included, as soon as they are empty, so an idle connection holds
-//! no buffer of ours; [`TlsConn::buffer_capacity`] tells.
+//! no buffer of ours; [`TlsConn::buffer_capacity`] tells. What remains is rustls's own state:
+//! `examples/tls_idle_memory.rs` measures about 3.5 KB of RssAnon per idle connection after its
+//! handshake and one line each way (1,144 bytes of it the boxed `TlsConn`, the rest rustls's
+//! keys and record layer on the heap), besides the kernel's socket buffers.
 
 mod config;
 mod conn;
+mod io;
 #[cfg(test)]
 mod testing;
 
