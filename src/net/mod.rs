@@ -12,6 +12,7 @@ pub(crate) mod notify;
 mod peer;
 #[cfg(test)]
 pub(crate) mod test_fds;
+pub mod tls;
 // Not wired into the poll loop yet (issue 8): the server will call it on SIGUSR2 and at start.
 #[allow(dead_code, unused_imports)]
 pub(crate) mod upgrade;
