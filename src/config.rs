@@ -1,5 +1,6 @@
 //! Command-line flags, their defaults (those of the contract) and their validation.
 
+use crate::net::log::Level;
 use crate::proto::chat::Settings;
 use crate::proto::names::{RoomName, parse_room};
 use std::ffi::OsString;
@@ -29,6 +30,8 @@ Options:
   --idle-timeout SECS    close connections silent this long; 0 = off [default: 0]
   --login-timeout SECS   close connections without a nickname after this long; 0 = off [default: 0]
   --shutdown-grace SECS  on SIGINT/SIGTERM, flush output for up to this long [default: 5]
+  --log-level LEVEL      error, warn, info or debug [default: info]
+  --metrics-listen ADDR  answer HTTP requests there with counters in Prometheus text [default: off]
   -h, --help             print this help
   -V, --version          print the version
 ";
@@ -41,6 +44,8 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Banner lines (without the `*** ` prefix); the default banner when no `--motd`.
     pub banner: Vec<String>,
+    /// The `--motd` file, read again on SIGHUP.
+    pub motd: Option<PathBuf>,
     /// The room users enter on login; it always exists.
     pub default_room: RoomName,
     /// Longest input line in bytes, not counting the line end.
@@ -65,6 +70,10 @@ pub struct Config {
     pub login_timeout: Option<Duration>,
     /// How long to flush output at shutdown.
     pub shutdown_grace: Duration,
+    /// How much to log.
+    pub log_level: Level,
+    /// Where to answer metrics requests, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -87,6 +96,9 @@ impl Default for Config {
             idle_timeout: None,
             login_timeout: None,
             shutdown_grace: Duration::from_secs(5),
+            log_level: Level::Info,
+            metrics_listen: None,
+            motd: None,
         }
     }
 }
@@ -143,6 +155,9 @@ pub enum ConfigError {
     /// The default room name is not a valid room name.
     #[error("--default-room: {0}")]
     Room(crate::proto::names::NameError),
+    /// An unknown `--log-level`.
+    #[error("--log-level: {0}")]
+    LogLevel(crate::net::log::LevelError),
     /// The MOTD file cannot be read.
     #[error("cannot read --motd {path}: {source}")]
     Motd {
@@ -173,12 +188,8 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Action, ConfigError> {
         })?
         .pop()
     {
-        let text =
-            std::fs::read_to_string(&path).map_err(|source| ConfigError::Motd { path, source })?;
-        c.banner = text
-            .lines()
-            .map(|l| l.trim_end_matches('\r').to_string())
-            .collect();
+        c.banner = read_motd(&path)?;
+        c.motd = Some(path);
     }
     if let Some(room) = last::<String>(&mut args, "--default-room")? {
         c.default_room = parse_room(&room).map_err(ConfigError::Room)?;
@@ -196,12 +207,28 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Action, ConfigError> {
     if let Some(grace) = last::<u64>(&mut args, "--shutdown-grace")? {
         c.shutdown_grace = Duration::from_secs(grace);
     }
+    if let Some(level) = last::<String>(&mut args, "--log-level")? {
+        c.log_level = level.parse().map_err(ConfigError::LogLevel)?;
+    }
+    c.metrics_listen = last(&mut args, "--metrics-listen")?;
     let rest = args.finish();
     if let Some(first) = rest.into_iter().next() {
         return Err(ConfigError::Unknown(first));
     }
     validate(&c)?;
     Ok(Action::Run(Box::new(c)))
+}
+
+/// Reads a `--motd` file: each line becomes a banner line.
+pub fn read_motd(path: &std::path::Path) -> Result<Vec<String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Motd {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(text
+        .lines()
+        .map(|l| l.trim_end_matches('\r').to_string())
+        .collect())
 }
 
 /// The value of a flag that takes one value; given several times, the last one wins (as in
@@ -303,6 +330,10 @@ mod tests {
             "0",
             "--shutdown-grace",
             "1",
+            "--log-level",
+            "WARN",
+            "--metrics-listen",
+            "127.0.0.1:9100",
         ])
         .unwrap();
         assert_eq!(c.listen.len(), 2);
@@ -312,6 +343,8 @@ mod tests {
         assert_eq!((c.sendq, c.rate, c.burst, c.quiet_above), (4096, 0, 3, 2));
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(30)));
         assert_eq!(c.login_timeout, None);
+        assert_eq!(c.log_level, Level::Warn);
+        assert_eq!(c.metrics_listen, "127.0.0.1:9100".parse().ok());
     }
 
     #[test]
@@ -341,6 +374,8 @@ mod tests {
             &["--motd", "/nonexistent/motd"],
             &["--sendq", "10"],
             &["--max-clients", "0"],
+            &["--log-level", "loud"],
+            &["--metrics-listen", "nowhere"],
             &["extra"],
         ] {
             assert!(run(bad).is_err(), "{bad:?} was accepted");

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 use natter::config::{self, Action};
+use natter::net::log;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -23,16 +24,14 @@ fn main() -> ExitCode {
         }
         Action::Run(config) => *config,
     };
-    let server = match natter::net::Server::bind(config) {
+    log::init(config.log_level);
+    let server = match natter::net::Server::start(config) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("natter: {e}");
             return ExitCode::from(1);
         }
     };
-    for addr in server.local_addrs() {
-        eprintln!("natter: listening on {addr}");
-    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

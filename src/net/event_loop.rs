@@ -1,17 +1,21 @@
-//! The poll loop: accepts, reads, hands bytes to the chat core, and carries out what
-//! [`Chat::poll_output`] asks for.
+//! The poll loop: waits for readiness, hands what happened to the chat core, and carries out
+//! what [`Chat::poll_output`] asks for (the drain rule of the crate docs).
 
-use super::listener::listen;
-use super::{fd_limit, log, peer_of};
+use super::conns::{Conns, RESERVED_TOKENS, id_of};
+use super::handover::Upgrade;
+use super::listener::{Listener, listen};
+use super::log::{Level, log};
+use super::metrics::MetricsListener;
+use super::notify::Notifier;
+use super::signals::{Signal, SignalSource};
+use super::{fd_limit, peer_of};
 use crate::config::Config;
 use crate::proto::chat::{Chat, CloseReason, Closed, ConnId, Output};
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
-use slab::Slab;
-use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use mio::event::Event;
+use mio::{Events, Poll, Token};
+use std::io::{self, IoSlice, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -25,8 +29,10 @@ const MAX_IOV: usize = 64;
 /// our own resumes accepting at once).
 const ACCEPT_RETRY: Duration = Duration::from_millis(500);
 
-const SIGNAL_TOKEN: Token = Token(usize::MAX);
-const LISTENER_BASE: usize = usize::MAX - 1024;
+pub(super) const SIGNAL_TOKEN: Token = Token(usize::MAX);
+pub(super) const UPGRADE_TOKEN: Token = Token(usize::MAX - 1);
+pub(super) const METRICS_TOKEN: Token = Token(usize::MAX - 64);
+pub(super) const LISTENER_BASE: usize = RESERVED_TOKENS;
 
 /// Why the server could not start or keep running.
 #[derive(Debug, Error)]
@@ -39,72 +45,100 @@ pub enum ServerError {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// The metrics address could not be bound.
+    #[error("{0}")]
+    Metrics(#[from] super::metrics::MetricsError),
     /// The poll instance or the signal handlers could not be set up.
     #[error("cannot set up the event loop: {0}")]
     Setup(io::Error),
     /// Waiting for events failed.
     #[error("the event loop failed: {0}")]
     Poll(io::Error),
+    /// This process was started for an upgrade and could not take over.
+    #[error("cannot take over from the running server: {0}")]
+    Takeover(String),
 }
 
 /// A bound server, ready to [`Server::run`].
 pub struct Server {
-    poll: Poll,
-    listeners: Vec<TcpListener>,
-    signals: Signals,
-    conns: Slab<Conn>,
-    chat: Chat,
-    generation: u32,
-    scratch: Vec<u8>,
-    /// Connections with more input than one turn reads, or whose held input was released.
-    backlog: Vec<ConnId>,
+    pub(super) poll: Poll,
+    pub(super) listeners: Vec<Listener>,
+    pub(super) signals: SignalSource,
+    pub(super) conns: Conns,
+    pub(super) chat: Chat,
+    pub(super) scratch: Vec<u8>,
+    /// Connections to read again this turn: more input than one turn reads, or held input
+    /// that was released.
+    pub(super) backlog: Vec<ConnId>,
     /// The core's next deadline, from the last drain.
-    deadline: Option<Instant>,
+    pub(super) deadline: Option<Instant>,
     /// Set while accepting is paused because descriptors ran out.
     accept_retry_at: Option<Instant>,
     shutdown_grace: Duration,
     shutdown_at: Option<Instant>,
-}
-
-/// The shell's part of a connection: the socket and its poll state.
-struct Conn {
-    stream: TcpStream,
-    generation: u32,
-    /// Whether WRITABLE interest is registered (only while the kernel refuses output).
-    writing: bool,
+    /// The `--motd` file, read again on SIGHUP.
+    motd: Option<PathBuf>,
+    pub(super) upgrade: Upgrade,
+    pub(super) notifier: Notifier,
+    pub(super) metrics: Option<MetricsListener>,
 }
 
 impl Server {
     /// Raises the open-file limit, binds every listen address and sets up signals.
     pub fn bind(config: Config) -> Result<Server, ServerError> {
-        let fd_capacity = fd_limit::raise_and_derive_max_clients(config.listen.len());
-        let max_clients = config.max_clients.unwrap_or(fd_capacity);
         let poll = Poll::new().map_err(ServerError::Setup)?;
         let mut listeners = Vec::new();
-        for (i, &addr) in config.listen.iter().enumerate() {
-            let mut listener = listen(addr).map_err(|source| ServerError::Bind { addr, source })?;
-            poll.registry()
-                .register(&mut listener, Token(LISTENER_BASE + i), Interest::READABLE)
-                .map_err(ServerError::Setup)?;
-            listeners.push(listener);
+        for &addr in &config.listen {
+            let socket = listen(addr).map_err(|source| ServerError::Bind { addr, source })?;
+            listeners.push(Listener::new(socket));
         }
-        let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(ServerError::Setup)?;
-        poll.registry()
-            .register(&mut signals, SIGNAL_TOKEN, Interest::READABLE)
-            .map_err(ServerError::Setup)?;
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(MetricsListener::bind(addr, poll.registry(), METRICS_TOKEN)?),
+            None => None,
+        };
+        let max_clients = resolve_max_clients(&config);
+        let chat = Chat::new(config.chat_settings(max_clients), Instant::now());
+        Server::assemble(
+            poll,
+            listeners,
+            metrics,
+            Conns::with_capacity(max_clients),
+            chat,
+            &config,
+        )
+    }
+
+    /// Puts the parts together and registers the listeners and signals.
+    pub(super) fn assemble(
+        poll: Poll,
+        mut listeners: Vec<Listener>,
+        metrics: Option<MetricsListener>,
+        conns: Conns,
+        chat: Chat,
+        config: &Config,
+    ) -> Result<Server, ServerError> {
+        for (i, l) in listeners.iter_mut().enumerate() {
+            l.register(poll.registry(), Token(LISTENER_BASE + i))
+                .map_err(ServerError::Setup)?;
+        }
+        let signals =
+            SignalSource::new(poll.registry(), SIGNAL_TOKEN).map_err(ServerError::Setup)?;
         Ok(Server {
             poll,
             listeners,
             signals,
-            conns: Slab::with_capacity(max_clients.min(1 << 20)),
-            chat: Chat::new(config.chat_settings(max_clients), Instant::now()),
-            generation: 0,
+            conns,
+            chat,
             scratch: vec![0; SCRATCH],
             backlog: Vec::new(),
             deadline: None,
             accept_retry_at: None,
             shutdown_grace: config.shutdown_grace,
             shutdown_at: None,
+            motd: config.motd.clone(),
+            upgrade: Upgrade::None,
+            notifier: Notifier::from_env(),
+            metrics,
         })
     }
 
@@ -112,13 +146,26 @@ impl Server {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(Listener::local_addr)
             .collect()
     }
 
+    /// The metrics address actually bound, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|m| m.local_addr().ok())
+    }
+
     /// Runs until SIGINT or SIGTERM, then flushes for up to the shutdown grace and returns.
+    /// An upgrade that commits ends this process from inside (exit status 0).
     pub fn run(mut self) -> Result<(), ServerError> {
         let mut events = Events::with_capacity(1024);
+        for addr in self.local_addrs() {
+            log!(Level::Info, "listening on {addr}");
+        }
+        if let Some(addr) = self.metrics_addr() {
+            log!(Level::Info, "metrics on http://{addr}/metrics");
+        }
+        self.notifier.ready(self.status(), Instant::now());
         loop {
             let timeout = self.poll_timeout(Instant::now());
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -129,55 +176,107 @@ impl Server {
             }
             let now = Instant::now();
             for event in events.iter() {
-                match event.token() {
-                    SIGNAL_TOKEN => self.begin_shutdown(now),
-                    Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, now),
-                    Token(t) => {
-                        let id = token_to_id(t);
-                        if event.is_writable() {
-                            self.chat.handle_writable(id);
-                        }
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read(id, now, event.is_read_closed() || event.is_error());
-                        }
-                    }
-                }
-                self.drain_if_full(now);
+                self.dispatch(event, now);
             }
-            for id in std::mem::take(&mut self.backlog) {
-                self.read(id, now, true);
-                self.drain_if_full(now);
+            if self.upgrade.is_frozen() {
+                // Frozen for a hand-over: only signals and the channel are served.
+                self.poll_upgrade(now);
+                continue;
             }
-            if self.deadline.is_some_and(|d| d <= now) {
-                self.chat.handle_timeout(now);
-            }
-            if self.accept_retry_at.is_some_and(|t| t <= now) {
-                self.resume_accepting(now);
-            }
-            self.drain(now);
+            self.turn(now);
             if let Some(deadline) = self.shutdown_at
                 && (now >= deadline || self.chat.queued_bytes() == 0)
             {
-                log(format_args!("shut down"));
+                log!(Level::Info, "shut down");
                 return Ok(());
+            }
+        }
+    }
+
+    /// The rest of a loop turn, after the events: held-over reads, timers, then the drain.
+    fn turn(&mut self, now: Instant) {
+        for id in std::mem::take(&mut self.backlog) {
+            self.read(id, now, true);
+            self.drain_if_full(now);
+        }
+        if self.deadline.is_some_and(|d| d <= now) {
+            self.chat.handle_timeout(now);
+        }
+        if self.accept_retry_at.is_some_and(|t| t <= now) {
+            self.resume_accepting(now);
+        }
+        if let Some(m) = &mut self.metrics
+            && m.next_deadline().is_some_and(|d| d <= now)
+        {
+            m.handle_timeout(now);
+        }
+        if self.upgrade.deadline().is_some_and(|d| d <= now) {
+            self.poll_upgrade(now);
+        }
+        self.drain(now);
+        let status = self.status();
+        self.notifier.status(status, now);
+    }
+
+    fn dispatch(&mut self, event: &Event, now: Instant) {
+        match event.token() {
+            SIGNAL_TOKEN => self.on_signals(now),
+            UPGRADE_TOKEN => self.poll_upgrade(now),
+            _ if self.upgrade.is_frozen() => {}
+            t if self.metrics.as_ref().is_some_and(|m| m.owns(t)) => {
+                let counters = self.counters();
+                if let Some(m) = &mut self.metrics {
+                    m.handle_event(self.poll.registry(), t, now, &counters);
+                }
+            }
+            Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, now),
+            token => {
+                let id = id_of(token);
+                if event.is_writable() {
+                    self.chat.handle_writable(id);
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.read(id, now, event.is_read_closed() || event.is_error());
+                }
+                self.drain_if_full(now);
+            }
+        }
+    }
+
+    fn on_signals(&mut self, now: Instant) {
+        for signal in self.signals.pending() {
+            match signal {
+                Signal::Stop => self.begin_shutdown(now),
+                Signal::Reload => self.reload(),
+                Signal::Counters => log!(Level::Info, "{}", self.counters()),
+                Signal::Upgrade => self.begin_upgrade(now),
             }
         }
     }
 
     /// How long the next poll may block: until the earliest deadline, or forever.
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.backlog.is_empty() {
+        if !self.backlog.is_empty() && !self.upgrade.is_frozen() {
             return Some(Duration::ZERO);
         }
-        [self.deadline, self.accept_retry_at, self.shutdown_at]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|d| d.saturating_duration_since(now))
+        [
+            self.deadline,
+            self.accept_retry_at,
+            self.shutdown_at,
+            self.upgrade.deadline(),
+            self.notifier.next_deadline(),
+            self.metrics
+                .as_ref()
+                .and_then(MetricsListener::next_deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|d| d.saturating_duration_since(now))
     }
 
     /// Carries out everything the core asks for, until it says what to wait for.
-    fn drain(&mut self, now: Instant) {
+    pub(super) fn drain(&mut self, now: Instant) {
         loop {
             match self.chat.poll_output() {
                 Output::Write(id) => self.write(id, now),
@@ -199,26 +298,33 @@ impl Server {
         }
     }
 
-    fn accept(&mut self, listener: usize, now: Instant) {
+    pub(super) fn accept(&mut self, listener: usize, now: Instant) {
         while self.accept_retry_at.is_none() && self.shutdown_at.is_none() {
             let Some(l) = self.listeners.get(listener) else {
                 return;
             };
             match l.accept() {
                 Ok((stream, addr)) => {
-                    self.add_conn(stream, addr, now);
+                    match self.conns.add(stream, self.poll.registry()) {
+                        Ok(id) => {
+                            log!(Level::Info, "connect {id} from {addr}");
+                            self.chat.handle_connect(id, peer_of(addr.ip()), now);
+                        }
+                        Err(e) => log!(Level::Warn, "cannot watch connection from {addr}: {e}"),
+                    }
                     self.drain_if_full(now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_out_of_descriptors(&e) => {
-                    log(format_args!(
+                    log!(
+                        Level::Warn,
                         "accept paused: {e}; retrying when a connection closes or in {ACCEPT_RETRY:?}"
-                    ));
+                    );
                     self.accept_retry_at = Some(now + ACCEPT_RETRY);
                 }
                 Err(e) if is_transient_accept_error(&e) => {}
                 Err(e) => {
-                    log(format_args!("accept failed: {e}"));
+                    log!(Level::Error, "accept failed: {e}");
                     return;
                 }
             }
@@ -233,40 +339,15 @@ impl Server {
         }
     }
 
-    fn add_conn(&mut self, mut stream: TcpStream, addr: SocketAddr, now: Instant) {
-        let entry = self.conns.vacant_entry();
-        self.generation = self.generation.wrapping_add(1);
-        let id = ConnId {
-            index: entry.key() as u32,
-            generation: self.generation,
-        };
-        let registered =
-            self.poll
-                .registry()
-                .register(&mut stream, id_to_token(id), Interest::READABLE);
-        if let Err(e) = registered {
-            log(format_args!("cannot watch connection from {addr}: {e}"));
-            return;
-        }
-        let _ = stream.set_nodelay(true);
-        entry.insert(Conn {
-            stream,
-            generation: id.generation,
-            writing: false,
-        });
-        log(format_args!("connect {id} from {addr}"));
-        self.chat.handle_connect(id, peer_of(addr.ip()), now);
-    }
-
     /// Reads from `id` and hands the bytes to the core. Reads until the kernel has nothing
     /// more when `to_end` is set; otherwise a short read is taken to mean "drained" (epoll is
     /// edge-triggered and will report new data), saving a system call per turn.
-    fn read(&mut self, id: ConnId, now: Instant, to_end: bool) {
+    pub(super) fn read(&mut self, id: ConnId, now: Instant, to_end: bool) {
         for _ in 0..READS_PER_TURN {
             if !self.chat.wants_input(id) {
                 return;
             }
-            let Some(conn) = conn_of(&mut self.conns, id) else {
+            let Some(conn) = self.conns.get_mut(id) else {
                 return;
             };
             match conn.stream.read(&mut self.scratch) {
@@ -289,58 +370,37 @@ impl Server {
         self.backlog.push(id);
     }
 
-    /// Writes `id`'s pending output with one vectored write and tells the core how it went;
-    /// WRITABLE interest is kept only while the kernel refuses bytes.
+    /// Writes `id`'s pending output with one vectored write and tells the core how it went.
     fn write(&mut self, id: ConnId, now: Instant) {
-        let Some(conn) = conn_of(&mut self.conns, id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
         let n = self.chat.gather(id, &mut iov);
-        let offered: usize = iov[..n].iter().map(|s| s.len()).sum();
-        let (taken, blocked) = match conn.stream.write_vectored(&iov[..n]) {
-            Ok(taken) => (taken, taken < offered),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, true),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, false),
+        let (taken, blocked) = match conn.write(&iov[..n]) {
+            Ok(result) => result,
             Err(e) => return self.lose(id, e, now),
         };
-        if blocked != conn.writing {
-            let interest = if blocked {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            if self
-                .poll
-                .registry()
-                .reregister(&mut conn.stream, id_to_token(id), interest)
-                .is_ok()
-            {
-                conn.writing = blocked;
-            }
-        }
+        conn.want_writable(self.poll.registry(), id, blocked);
         // Also when nothing was taken: the core judges --sendq after each write attempt.
         self.chat.handle_written(id, taken, blocked);
     }
 
     /// The socket failed or the peer left: forget it here and in the core.
     fn lose(&mut self, id: ConnId, error: io::Error, now: Instant) {
-        if conn_of(&mut self.conns, id).is_none() {
+        if self.conns.remove(id).is_none() {
             return;
         }
-        self.conns.remove(id.index as usize);
         // A reset or a write to a closed peer is the peer leaving, not a fault of ours.
         let reason = if is_peer_gone(&error) {
-            log(format_args!(
-                "disconnect {id} ({})",
-                CloseReason::PeerClosed
-            ));
+            log!(Level::Info, "disconnect {id} ({})", CloseReason::PeerClosed);
             CloseReason::PeerClosed
         } else {
-            log(format_args!(
+            log!(
+                Level::Info,
                 "disconnect {id} ({}: {error})",
                 CloseReason::SocketError
-            ));
+            );
             CloseReason::SocketError
         };
         self.chat.handle_disconnect(id, reason);
@@ -349,60 +409,62 @@ impl Server {
 
     /// The core is done with a connection: send its last bytes, then close it gracefully.
     fn finish_close(&mut self, closed: Closed, now: Instant) {
-        let Closed {
-            id,
-            reason,
-            final_output,
-        } = closed;
-        if conn_of(&mut self.conns, id).is_none() {
+        let Some(conn) = self.conns.remove(closed.id) else {
             return;
-        }
-        let mut conn = self.conns.remove(id.index as usize);
-        if !final_output.is_empty() {
-            let _ = conn.stream.write(&final_output);
-        }
-        let _ = conn.stream.shutdown(Shutdown::Write);
-        // Drain what the peer already sent, so closing sends FIN rather than RST (an RST could
-        // make the peer's kernel drop our last line before it is read).
-        while matches!(conn.stream.read(&mut self.scratch), Ok(n) if n > 0) {}
-        log(format_args!("disconnect {id} ({reason})"));
-        drop(conn);
+        };
+        conn.close(&closed.final_output, &mut self.scratch);
+        log!(Level::Info, "disconnect {} ({})", closed.id, closed.reason);
         self.resume_accepting(now);
     }
 
-    fn begin_shutdown(&mut self, now: Instant) {
-        if self.signals.pending().next().is_none() || self.shutdown_at.is_some() {
+    pub(super) fn begin_shutdown(&mut self, now: Instant) {
+        if self.shutdown_at.is_some() {
             return;
         }
-        log(format_args!(
+        self.abandon_upgrade("the server is shutting down");
+        log!(
+            Level::Info,
             "shutting down: flushing for up to {:?}",
             self.shutdown_grace
-        ));
+        );
+        self.notifier.stopping();
         self.shutdown_at = Some(now + self.shutdown_grace);
-        for listener in &mut self.listeners {
-            let _ = self.poll.registry().deregister(listener);
+        for l in &mut self.listeners {
+            l.deregister(self.poll.registry());
         }
         self.listeners.clear();
         self.chat.handle_shutdown();
     }
-}
 
-/// The connection `id` names, unless its slot is empty or holds a newer connection.
-fn conn_of(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
-    conns
-        .get_mut(id.index as usize)
-        .filter(|c| c.generation == id.generation)
-}
-
-fn id_to_token(id: ConnId) -> Token {
-    Token(((id.generation as usize) << 32) | id.index as usize)
-}
-
-fn token_to_id(token: usize) -> ConnId {
-    ConnId {
-        index: token as u32,
-        generation: (token >> 32) as u32,
+    pub(super) fn is_shutting_down(&self) -> bool {
+        self.shutdown_at.is_some()
     }
+
+    /// SIGHUP: reads the MOTD file again; a file that cannot be read keeps the old banner.
+    fn reload(&mut self) {
+        let Some(path) = &self.motd else {
+            return log!(Level::Info, "reload: no --motd file to read");
+        };
+        match crate::config::read_motd(path) {
+            Ok(lines) => {
+                self.chat.set_banner(&lines);
+                log!(
+                    Level::Info,
+                    "reload: read {} ({} lines)",
+                    path.display(),
+                    lines.len()
+                );
+            }
+            Err(e) => log!(Level::Warn, "reload: {e}; keeping the previous banner"),
+        }
+    }
+}
+
+/// `--max-clients`, or what the open-file limit allows (raising it first).
+pub(super) fn resolve_max_clients(config: &Config) -> usize {
+    let listeners = config.listen.len() + usize::from(config.metrics_listen.is_some());
+    let fd_capacity = fd_limit::raise_and_derive_max_clients(listeners);
+    config.max_clients.unwrap_or(fd_capacity)
 }
 
 fn is_out_of_descriptors(e: &io::Error) -> bool {

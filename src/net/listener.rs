@@ -1,12 +1,47 @@
 //! Listening sockets.
 
-use mio::net::TcpListener;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 
 /// Accept queue length asked of the kernel (it caps it at `net.core.somaxconn`).
 const LISTEN_BACKLOG: i32 = 4096;
+
+/// One listening socket of the chat.
+pub(crate) struct Listener {
+    socket: TcpListener,
+}
+
+impl Listener {
+    pub(crate) fn new(socket: TcpListener) -> Listener {
+        Listener { socket }
+    }
+
+    pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(&mut self.socket, token, Interest::READABLE)
+    }
+
+    pub(crate) fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.socket);
+    }
+
+    pub(crate) fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        self.socket.accept()
+    }
+
+    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
+        self.socket.local_addr().ok()
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
 
 /// Binds a non-blocking listener with a deep accept queue (mio's own `bind` asks for 128, which
 /// a burst of connecting clients overflows).

@@ -24,13 +24,6 @@
 //! Under systemd (`JOURNAL_STREAM` set) each line starts with its syslog level (`<3>` error,
 //! `<4>` warn, `<6>` info, `<7>` debug). Control characters in a message are escaped (`\n`,
 //! `\u{1b}`), so a line is always one line; a line is cut at 4096 bytes.
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "wired into the server loop by the lead; remove this then"
-    )
-)]
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::fs::{FileType, Mode, OFlags};
@@ -57,7 +50,7 @@ pub(crate) use log;
 
 /// How much to log (`--log-level`), most severe first: each level includes the ones before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Level {
+pub enum Level {
     /// Something failed that the operator should fix.
     Error,
     /// Something unusual: a limit hit, a failed upgrade.
@@ -71,7 +64,7 @@ pub(crate) enum Level {
 /// An unknown `--log-level` value.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("unknown log level {0:?}: expected error, warn, info or debug")]
-pub(crate) struct LevelError(String);
+pub struct LevelError(String);
 
 impl FromStr for Level {
     type Err = LevelError;
@@ -105,7 +98,7 @@ thread_local! {
 
 /// Sets the level of the log on stderr (journald prefixes when `JOURNAL_STREAM` is set). Call
 /// once at start; lines logged before it use [`Level::Info`].
-pub(crate) fn init(max: Level) {
+pub fn init(max: Level) {
     let _ = LOGGER.try_with(|cell| {
         if let Ok(mut slot) = cell.try_borrow_mut() {
             slot.get_or_insert_with(|| Logger::stderr(max)).max = max;

@@ -14,13 +14,6 @@
 //! peer closing its side also ends it) and answered with the counters, then the connection is
 //! closed. At most [`MAX_EXCHANGES`] connections are served at once (more are closed at once),
 //! each for at most 5 seconds.
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "wired into the server loop by the lead; remove this then"
-    )
-)]
 
 use crate::net::log::{Level, log};
 use mio::net::{TcpListener, TcpStream};
@@ -209,7 +202,7 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the metrics listener could not start.
 #[derive(Debug, Error)]
-pub(crate) enum MetricsError {
+pub enum MetricsError {
     /// The `--metrics-listen` address could not be bound.
     #[error("cannot listen for metrics on {addr}: {source}")]
     Bind {

@@ -1,32 +1,39 @@
 //! The I/O shell: the only code that touches sockets, signals and the clock.
 //!
-//! One single-threaded `mio` poll loop owns the listeners, a slab of connections and the pure
-//! [`crate::proto::chat::Chat`] core. See [`Server`].
+//! One single-threaded `mio` poll loop ([`Server`], in `event_loop`) owns the listeners, a
+//! slab of connections (`conns`) and the pure [`crate::proto::chat::Chat`] core, and carries
+//! out what the core asks for. Around it: `signals`, `handover` (the server's side of an
+//! upgrade, over the channel of `upgrade`), `ops` (counters and status), [`log`], `notify`
+//! (systemd), `metrics` (Prometheus text), [`tls`] and [`redis`].
 
+mod conns;
 mod event_loop;
 mod fd_limit;
+mod handover;
 mod listener;
-pub(crate) mod log;
-pub(crate) mod metrics;
+pub mod log;
+pub mod metrics;
 pub(crate) mod notify;
+mod ops;
 mod peer;
+pub mod redis;
+mod signals;
 #[cfg(test)]
 pub(crate) mod test_fds;
 pub mod tls;
-// Not wired into the poll loop yet (issue 8): the server will call it on SIGUSR2 and at start.
-#[allow(dead_code, unused_imports)]
 pub(crate) mod upgrade;
-
-pub mod redis;
 
 pub use event_loop::{Server, ServerError};
 pub use peer::peer_of;
 
-/// Writes one log line (`natter: ...`) to stderr in a single system call (stderr is
-/// unbuffered, so formatting straight into it would cost one call per piece); log lines are
-/// never fatal.
-pub(crate) fn log(args: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let line = format!("natter: {args}\n");
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+impl Server {
+    /// Starts the server: takes over from a running one when this process was started for an
+    /// upgrade (SIGUSR2), otherwise binds every address.
+    pub fn start(config: crate::config::Config) -> Result<Server, ServerError> {
+        match upgrade::Takeover::detect() {
+            Ok(Some(takeover)) => Server::take_over(config, takeover),
+            Ok(None) => Server::bind(config),
+            Err(e) => Err(ServerError::Takeover(e.to_string())),
+        }
+    }
 }

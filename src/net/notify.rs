@@ -13,13 +13,6 @@
 //! - shutdown: [`Notifier::stopping`].
 //!
 //! A notification that cannot be sent is logged and otherwise ignored.
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "wired into the server loop by the lead; remove this then"
-    )
-)]
 
 use crate::net::log::{Level, log};
 use sd_notify::NotifyState;
@@ -83,7 +76,8 @@ impl Notifier {
         }
     }
 
-    /// Whether notifications are sent at all.
+    /// Whether notifications are sent at all (tests).
+    #[cfg(test)]
     pub(crate) fn is_enabled(&self) -> bool {
         self.enabled
     }

@@ -107,11 +107,15 @@ mod spawn;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use fault::{FAULT_ENV, FAULT_EXIT_CODE, Fault};
+pub(crate) use fault::FAULT_ENV;
+#[cfg(test)]
+pub(crate) use fault::FAULT_EXIT_CODE;
 pub(crate) use new::{Received, Takeover};
 pub(crate) use old::{Handover, Progress};
-pub(crate) use protocol::{FdTag, MAX_FDS_PER_MESSAGE};
-pub(crate) use spawn::{ENV_MARKER, Program};
+pub(crate) use protocol::FdTag;
+#[cfg(test)]
+pub(crate) use spawn::ENV_MARKER;
+pub(crate) use spawn::Program;
 
 use std::io;
 use std::path::PathBuf;

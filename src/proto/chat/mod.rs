@@ -285,6 +285,12 @@ impl Chat {
         self.finish();
     }
 
+    /// The banner changed (SIGHUP re-read `--motd`): new connections get the new one.
+    pub fn set_banner(&mut self, lines: &[String]) {
+        self.banner = reply::banner(lines);
+        self.settings.banner = lines.to_vec();
+    }
+
     /// This core was just imported by a new process that took over: every logged-in user is
     /// told, after whatever was already queued for them.
     pub fn handle_upgraded(&mut self) {
@@ -363,6 +369,16 @@ impl Chat {
     /// Number of open connections.
     pub fn connection_count(&self) -> usize {
         self.sessions.live()
+    }
+
+    /// Whether `id` is one of the core's open connections.
+    pub fn has_connection(&self, id: ConnId) -> bool {
+        self.sessions.is_open(id)
+    }
+
+    /// Logged-in users in the whole chat.
+    pub fn user_count(&self) -> usize {
+        self.directory.user_count()
     }
 
     /// The nickname of `id`, once logged in.

@@ -1,0 +1,288 @@
+//! The server's side of an upgrade (SIGUSR2): starting the new process and handing everything
+//! over (old process), or taking everything over (new process). The channel, its messages and
+//! the three-step commit are in [`super::upgrade`]; the state is the core's snapshot.
+
+use super::conns::{Conns, id_of_key, key_of, token_of};
+use super::event_loop::{METRICS_TOKEN, Server, ServerError, UPGRADE_TOKEN, resolve_max_clients};
+use super::listener::Listener;
+use super::log::{Level, log};
+use super::metrics::MetricsListener;
+use super::upgrade::{FdTag, Handover, Program, Progress, Received, Takeover, UpgradeError};
+use crate::config::Config;
+use crate::proto::chat::Chat;
+use crate::proto::chat::snapshot::{READABLE_VERSIONS, STATE_VERSION};
+use mio::{Interest, Poll};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Instant;
+
+/// The listener index the metrics listener travels under.
+const METRICS_INDEX: u32 = u32::MAX;
+
+/// Where an upgrade stands in the old process.
+#[derive(Default)]
+pub(crate) enum Upgrade {
+    /// None under way.
+    #[default]
+    None,
+    /// The new process is starting; this one serves as usual meanwhile.
+    Starting(Handover),
+    /// Everything is sent: this one touches no client socket until the new one commits (then
+    /// it exits) or fails (then it goes on).
+    Frozen(Handover),
+}
+
+impl Upgrade {
+    pub(crate) fn is_frozen(&self) -> bool {
+        matches!(self, Upgrade::Frozen(_))
+    }
+
+    /// When the loop must call [`Server::poll_upgrade`] even without an event.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self {
+            Upgrade::None => None,
+            Upgrade::Starting(h) | Upgrade::Frozen(h) => Some(h.deadline()),
+        }
+    }
+}
+
+impl Server {
+    /// SIGUSR2: starts the program file again for an upgrade (ignored while an upgrade or a
+    /// shutdown is under way).
+    pub(super) fn begin_upgrade(&mut self, now: Instant) {
+        if !matches!(self.upgrade, Upgrade::None) || self.is_shutting_down() {
+            return log!(
+                Level::Info,
+                "upgrade: ignored (one is under way, or shutting down)"
+            );
+        }
+        let program = match Program::capture() {
+            Ok(p) => p,
+            Err(e) => return log!(Level::Warn, "upgrade failed: {e}"),
+        };
+        let mut handover = match Handover::start(&program, STATE_VERSION, now) {
+            Ok(h) => h,
+            Err(e) => return log!(Level::Warn, "upgrade failed: {e}"),
+        };
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(handover.channel(), UPGRADE_TOKEN, interest)
+        {
+            handover.abandon();
+            return log!(Level::Warn, "upgrade failed: cannot watch the channel: {e}");
+        }
+        let (path, pid) = (program.path().display(), handover.pid());
+        log!(Level::Info, "upgrade: started {path} as pid {pid}");
+        self.upgrade = Upgrade::Starting(handover);
+    }
+
+    /// Moves the hand-over on (channel readiness, or its deadline).
+    pub(super) fn poll_upgrade(&mut self, now: Instant) {
+        let Server {
+            upgrade,
+            listeners,
+            conns,
+            metrics,
+            ..
+        } = self;
+        let result = match upgrade {
+            Upgrade::None => return,
+            Upgrade::Starting(h) | Upgrade::Frozen(h) => {
+                h.poll(now, |tag| resolve(listeners, conns, metrics.as_ref(), tag))
+            }
+        };
+        self.on_progress(result, now);
+    }
+
+    fn on_progress(&mut self, result: Result<Progress, UpgradeError>, now: Instant) {
+        match result {
+            Ok(Progress::Waiting) => {}
+            Ok(Progress::Accepted { program, .. }) => self.freeze(&program, now),
+            Ok(Progress::Committed) => self.commit(),
+            Err(e) => self.abandon_upgrade(&e.to_string()),
+        }
+    }
+
+    /// The new process reads our state: at this turn boundary, export it and send it with
+    /// every socket, then touch nothing until it commits or fails.
+    fn freeze(&mut self, program: &str, now: Instant) {
+        self.drain(now);
+        let blob = match self.chat.export(now) {
+            Ok(blob) => blob,
+            Err(e) => return self.abandon_upgrade(&format!("cannot export the state: {e}")),
+        };
+        let Upgrade::Starting(mut handover) = std::mem::take(&mut self.upgrade) else {
+            return;
+        };
+        let mut tags: Vec<FdTag> = (0..self.listeners.len() as u32)
+            .map(FdTag::Listener)
+            .collect();
+        if self.metrics.is_some() {
+            tags.push(FdTag::Listener(METRICS_INDEX));
+        }
+        tags.extend(
+            self.conns
+                .ids()
+                .into_iter()
+                .map(|id| FdTag::Conn(key_of(id))),
+        );
+        log!(
+            Level::Info,
+            "upgrade: handing {} connections and {} bytes of state to {program} (pid {})",
+            self.conns.len(),
+            blob.len(),
+            handover.pid()
+        );
+        let (listeners, conns, metrics) = (&self.listeners, &self.conns, self.metrics.as_ref());
+        let result = handover.send_state(blob, &tags, now, |tag| {
+            resolve(listeners, conns, metrics, tag)
+        });
+        self.upgrade = Upgrade::Frozen(handover);
+        self.on_progress(result, now);
+    }
+
+    /// The new process has everything and Commit is written: it serves from now on. This
+    /// process exits without touching any socket (no shutdown, nothing written on drop).
+    fn commit(&mut self) -> ! {
+        let pid = match &self.upgrade {
+            Upgrade::Starting(h) | Upgrade::Frozen(h) => h.pid(),
+            Upgrade::None => 0,
+        };
+        self.notifier.main_pid(pid);
+        log!(Level::Info, "upgrade: pid {pid} took over; exiting");
+        std::process::exit(0)
+    }
+
+    /// Gives an upgrade up (a failure, its deadline, or a shutdown): the new process is ended
+    /// and this one goes on as before.
+    pub(super) fn abandon_upgrade(&mut self, reason: &str) {
+        let (handover, was_frozen) = match std::mem::take(&mut self.upgrade) {
+            Upgrade::None => return,
+            Upgrade::Starting(h) => (h, false),
+            Upgrade::Frozen(h) => (h, true),
+        };
+        let pid = handover.pid();
+        let ended = handover.abandon();
+        let how = ended.map_or(String::new(), |status| format!(", pid {pid}: {status}"));
+        log!(Level::Warn, "upgrade failed: {reason}{how}");
+        if was_frozen {
+            self.unfreeze();
+        }
+    }
+
+    /// Readiness that arrived while frozen was not acted on (epoll is edge-triggered): every
+    /// connection is read again, written again if it has output, and every listener accepts.
+    fn unfreeze(&mut self) {
+        for id in self.conns.ids() {
+            self.backlog.push(id);
+            self.chat.handle_writable(id);
+        }
+        let now = Instant::now();
+        for i in 0..self.listeners.len() {
+            self.accept(i, now);
+        }
+    }
+
+    /// Starts a server that takes over from the process that started this one: it receives
+    /// the state and every socket, rebuilds, confirms, and serves once the old one commits.
+    pub(super) fn take_over(config: Config, mut takeover: Takeover) -> Result<Server, ServerError> {
+        let fail = |e: UpgradeError| ServerError::Takeover(e.to_string());
+        let received = takeover
+            .receive(env!("CARGO_PKG_VERSION"), READABLE_VERSIONS)
+            .map_err(fail)?;
+        let (listeners, conns) = (received.listeners.len(), received.conns.len());
+        let version = received.state_version;
+        let mut server = match rebuild(&config, received) {
+            Ok(server) => server,
+            Err(e) => {
+                takeover.fail(&e.to_string());
+                return Err(e);
+            }
+        };
+        takeover.confirm().map_err(fail)?;
+        server.chat.handle_upgraded();
+        log!(
+            Level::Info,
+            "upgrade: took over {conns} connections and {listeners} listeners (state version {version})"
+        );
+        Ok(server)
+    }
+}
+
+/// The descriptor an upgrade tag names.
+fn resolve<'a>(
+    listeners: &'a [Listener],
+    conns: &'a Conns,
+    metrics: Option<&'a MetricsListener>,
+    tag: FdTag,
+) -> Option<BorrowedFd<'a>> {
+    match tag {
+        FdTag::Listener(METRICS_INDEX) => metrics.map(AsFd::as_fd),
+        FdTag::Listener(i) => listeners.get(i as usize).map(AsFd::as_fd),
+        FdTag::Conn(key) => conns.get(id_of_key(key)).map(|c| c.stream.as_fd()),
+    }
+}
+
+/// Rebuilds the server from what the old process handed over, without touching any socket
+/// (registering one with the poll does not).
+fn rebuild(config: &Config, received: Received) -> Result<Server, ServerError> {
+    let setup = ServerError::Setup;
+    let poll = Poll::new().map_err(setup)?;
+    let mut listeners = Vec::new();
+    let mut metrics = None;
+    for (i, fd) in received.listeners {
+        let socket = std::net::TcpListener::from(fd);
+        if i == METRICS_INDEX {
+            metrics = Some(MetricsListener::from_std(
+                socket,
+                poll.registry(),
+                METRICS_TOKEN,
+            )?);
+        } else {
+            listeners.push(Listener::new(mio::net::TcpListener::from_std(socket)));
+        }
+    }
+    if listeners.len() != config.listen.len() {
+        return Err(ServerError::Takeover(format!(
+            "{} listeners handed over for {} --listen addresses",
+            listeners.len(),
+            config.listen.len()
+        )));
+    }
+    let max_clients = resolve_max_clients(config);
+    let settings = config.chat_settings(max_clients);
+    let chat = Chat::import(&received.state, settings, Instant::now())
+        .map_err(|e| ServerError::Takeover(format!("cannot import the state: {e}")))?;
+    let streams: Vec<_> = received
+        .conns
+        .into_iter()
+        .map(|(key, fd)| {
+            let stream = std::net::TcpStream::from(fd);
+            (id_of_key(key), mio::net::TcpStream::from_std(stream))
+        })
+        .collect();
+    if streams.len() != chat.connection_count()
+        || streams.iter().any(|(id, _)| !chat.has_connection(*id))
+    {
+        return Err(ServerError::Takeover(
+            "the connections handed over do not match the state".to_string(),
+        ));
+    }
+    let mut conns = Conns::restore(streams, max_clients);
+    for id in conns.ids() {
+        let blocked = chat.pending(id) > 0;
+        if let Some(conn) = conns.get_mut(id) {
+            let interest = if blocked {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            poll.registry()
+                .register(&mut conn.stream, token_of(id), interest)
+                .map_err(setup)?;
+            conn.writing = blocked;
+        }
+    }
+    Server::assemble(poll, listeners, metrics, conns, chat, config)
+}
