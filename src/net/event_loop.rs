@@ -417,7 +417,14 @@ impl Server {
             return;
         };
         conn.close(&closed.final_output, &mut self.scratch);
-        log!(Level::Info, "disconnect {} ({})", closed.id, closed.reason);
+        // A limit hit is worth an operator's attention; an ordinary goodbye is not.
+        let level = match closed.reason {
+            CloseReason::ServerFull | CloseReason::TooManyFromAddress | CloseReason::TooSlow => {
+                Level::Warn
+            }
+            _ => Level::Info,
+        };
+        log!(level, "disconnect {} ({})", closed.id, closed.reason);
         self.resume_accepting(now);
     }
 
