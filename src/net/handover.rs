@@ -28,19 +28,19 @@ pub(crate) enum Upgrade {
     Starting(Handover),
     /// Everything is sent: this one touches no client socket until the new one commits (then
     /// it exits) or fails (then it goes on).
-    Frozen(Handover),
+    Frozen(Handover, Instant),
 }
 
 impl Upgrade {
     pub(crate) fn is_frozen(&self) -> bool {
-        matches!(self, Upgrade::Frozen(_))
+        matches!(self, Upgrade::Frozen(..))
     }
 
     /// When the loop must call [`Server::poll_upgrade`] even without an event.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self {
             Upgrade::None => None,
-            Upgrade::Starting(h) | Upgrade::Frozen(h) => Some(h.deadline()),
+            Upgrade::Starting(h) | Upgrade::Frozen(h, _) => Some(h.deadline()),
         }
     }
 }
@@ -88,7 +88,7 @@ impl Server {
         } = self;
         let result = match upgrade {
             Upgrade::None => return,
-            Upgrade::Starting(h) | Upgrade::Frozen(h) => {
+            Upgrade::Starting(h) | Upgrade::Frozen(h, _) => {
                 h.poll(now, |tag| resolve(listeners, conns, metrics.as_ref(), tag))
             }
         };
@@ -138,19 +138,25 @@ impl Server {
         let result = handover.send_state(blob, &tags, now, |tag| {
             resolve(listeners, conns, metrics, tag)
         });
-        self.upgrade = Upgrade::Frozen(handover);
+        self.upgrade = Upgrade::Frozen(handover, now);
         self.on_progress(result, now);
     }
 
     /// The new process has everything and Commit is written: it serves from now on. This
     /// process exits without touching any socket (no shutdown, nothing written on drop).
     fn commit(&mut self) -> ! {
-        let pid = match &self.upgrade {
-            Upgrade::Starting(h) | Upgrade::Frozen(h) => h.pid(),
-            Upgrade::None => 0,
+        let (pid, since) = match &self.upgrade {
+            Upgrade::Frozen(h, since) => (h.pid(), *since),
+            Upgrade::Starting(h) => (h.pid(), Instant::now()),
+            Upgrade::None => (0, Instant::now()),
         };
         self.notifier.main_pid(pid);
-        log!(Level::Info, "upgrade: pid {pid} took over; exiting");
+        let frozen = since.elapsed().as_secs_f64() * 1000.0;
+        let peak = peak_rss_kib().map_or(String::new(), |kib| format!(", peak RSS {kib} KiB"));
+        log!(
+            Level::Info,
+            "upgrade: pid {pid} took over after {frozen:.1} ms frozen{peak}; exiting"
+        );
         std::process::exit(0)
     }
 
@@ -160,7 +166,7 @@ impl Server {
         let (handover, was_frozen) = match std::mem::take(&mut self.upgrade) {
             Upgrade::None => return,
             Upgrade::Starting(h) => (h, false),
-            Upgrade::Frozen(h) => (h, true),
+            Upgrade::Frozen(h, _) => (h, true),
         };
         let pid = handover.pid();
         let ended = handover.abandon();
@@ -208,6 +214,13 @@ impl Server {
         );
         Ok(server)
     }
+}
+
+/// This process's peak resident memory (`VmHWM`), for the log.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    line.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 /// The descriptor an upgrade tag names.
