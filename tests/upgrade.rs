@@ -324,3 +324,58 @@ fn fifty_upgrades_in_a_row_leak_no_descriptor_and_no_memory() {
     let (low, high) = (rss.iter().min().unwrap(), rss.iter().max().unwrap());
     assert!(high - low < 1024, "VmRSS after each upgrade (KiB): {rss:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Signals during an upgrade, and what the new process reads afresh
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn sigterm_before_the_confirmation_abandons_the_upgrade_and_shuts_down() {
+    let mut server = start(&[], Some("hang"));
+    let (mut alice, _bob) = pair(&server);
+    let started = server.count_stderr(|l| l.contains("upgrade: started"));
+    server.signal("USR2");
+    server.wait_for_stderr_count(started + 1, |l| l.contains("upgrade: started"));
+    // A second SIGUSR2 while this one is under way is ignored.
+    server.signal("USR2");
+    server.wait_for_stderr(|l| l.contains("upgrade: ignored"));
+    let line = server
+        .stderr_lines()
+        .into_iter()
+        .find(|l| l.contains("upgrade: started"))
+        .expect("started line");
+    let new_pid = line
+        .rsplit("as pid ")
+        .next()
+        .expect("pid")
+        .trim()
+        .to_string();
+    server.terminate();
+    server.wait_for_stderr(|l| l.contains("upgrade failed: the server is shutting down"));
+    alice.expect_line("*** Server is shutting down.");
+    assert!(server.wait_exit(LINE_TIMEOUT).success());
+    // The hung new process was ended (and reaped) by the old one.
+    assert!(
+        !std::path::Path::new(&format!("/proc/{new_pid}")).exists(),
+        "the new process {new_pid} outlived the upgrade"
+    );
+}
+
+#[test]
+fn the_new_process_reads_the_motd_afresh() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let motd = dir.path().join("motd");
+    std::fs::write(&motd, "before\n").expect("write motd");
+    let mut server = Server::start(&["--motd", motd.to_str().expect("utf-8 path")]);
+    let mut early = Client::connect(server.addr);
+    early.expect_line("*** before");
+    early.expect_prompt();
+    std::fs::write(&motd, "after\n").expect("write motd");
+    server.upgrade();
+    let mut late = Client::connect(server.addr);
+    late.expect_line("*** after");
+    late.expect_prompt();
+    // The one at the prompt is still there, told nothing.
+    early.send_line("early");
+    early.expect_line("*** Welcome, early! You are in #lobby.");
+}
