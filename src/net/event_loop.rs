@@ -8,6 +8,8 @@ use super::log::{Level, log};
 use super::metrics::MetricsListener;
 use super::notify::Notifier;
 use super::signals::{Signal, SignalSource};
+use super::tls::{MAX_RECORD_LEN, TlsConfigError, is_tls_handshake_start};
+use super::tls_loop::TlsShell;
 use super::{fd_limit, peer_of};
 use crate::config::Config;
 use crate::proto::chat::{Chat, CloseReason, Closed, ConnId, Output};
@@ -19,12 +21,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-/// Size of the one read buffer shared by every connection.
-const SCRATCH: usize = 16 * 1024;
+/// Size of the one read buffer shared by every connection (a TLS record fits).
+const SCRATCH: usize = 17 * 1024;
+const _: () = assert!(SCRATCH >= MAX_RECORD_LEN);
 /// Reads from one connection per turn before others get their turn.
-const READS_PER_TURN: usize = 8;
+pub(super) const READS_PER_TURN: usize = 8;
 /// Most slices in one vectored write (a connection with more is written again at once).
-const MAX_IOV: usize = 64;
+pub(super) const MAX_IOV: usize = 64;
 /// How long to wait before accepting again after running out of file descriptors (a close of
 /// our own resumes accepting at once).
 const ACCEPT_RETRY: Duration = Duration::from_millis(500);
@@ -48,6 +51,9 @@ pub enum ServerError {
     /// The metrics address could not be bound.
     #[error("{0}")]
     Metrics(#[from] super::metrics::MetricsError),
+    /// The TLS certificate or key cannot be used.
+    #[error("{0}")]
+    Tls(#[from] TlsConfigError),
     /// The poll instance or the signal handlers could not be set up.
     #[error("cannot set up the event loop: {0}")]
     Setup(io::Error),
@@ -81,16 +87,21 @@ pub struct Server {
     pub(super) upgrade: Upgrade,
     pub(super) notifier: Notifier,
     pub(super) metrics: Option<MetricsListener>,
+    /// The TLS configuration and handshake deadlines, with `--tls-listen`.
+    pub(super) tls: Option<TlsShell>,
 }
 
 impl Server {
     /// Raises the open-file limit, binds every listen address and sets up signals.
     pub fn bind(config: Config) -> Result<Server, ServerError> {
+        // Before anything is bound: a bad certificate or key ends the start here.
+        let tls = TlsShell::load(&config)?;
         let poll = Poll::new().map_err(ServerError::Setup)?;
         let mut listeners = Vec::new();
-        for &addr in &config.listen {
+        let plain = config.listen.iter().map(|&a| (a, false));
+        for (addr, is_tls) in plain.chain(config.tls_listen.iter().map(|&a| (a, true))) {
             let socket = listen(addr).map_err(|source| ServerError::Bind { addr, source })?;
-            listeners.push(Listener::new(socket));
+            listeners.push(Listener::new(socket, is_tls));
         }
         let metrics = match config.metrics_listen {
             Some(addr) => Some(MetricsListener::bind(addr, poll.registry(), METRICS_TOKEN)?),
@@ -104,6 +115,7 @@ impl Server {
             metrics,
             Conns::with_capacity(max_clients),
             chat,
+            tls,
             &config,
         )
     }
@@ -115,6 +127,7 @@ impl Server {
         metrics: Option<MetricsListener>,
         conns: Conns,
         chat: Chat,
+        tls: Option<TlsShell>,
         config: &Config,
     ) -> Result<Server, ServerError> {
         for (i, l) in listeners.iter_mut().enumerate() {
@@ -139,6 +152,7 @@ impl Server {
             upgrade: Upgrade::None,
             notifier: Notifier::from_env(),
             metrics,
+            tls,
         })
     }
 
@@ -159,8 +173,11 @@ impl Server {
     /// An upgrade that commits ends this process from inside (exit status 0).
     pub fn run(mut self) -> Result<(), ServerError> {
         let mut events = Events::with_capacity(1024);
-        for addr in self.local_addrs() {
-            log!(Level::Info, "listening on {addr}");
+        for l in &self.listeners {
+            if let Some(addr) = l.local_addr() {
+                let tls = if l.is_tls() { " (TLS)" } else { "" };
+                log!(Level::Info, "listening on {addr}{tls}");
+            }
         }
         if let Some(addr) = self.metrics_addr() {
             log!(Level::Info, "metrics on http://{addr}/metrics");
@@ -188,8 +205,9 @@ impl Server {
             }
             self.turn(now);
             if let Some(deadline) = self.shutdown_at
-                && (now >= deadline || self.chat.queued_bytes() == 0)
+                && (now >= deadline || self.chat.queued_bytes() == 0 && !self.tls_output_pending())
             {
+                self.close_all_tls();
                 log!(Level::Info, "shut down");
                 return Ok(());
             }
@@ -204,6 +222,9 @@ impl Server {
         }
         if self.deadline.is_some_and(|d| d <= now) {
             self.chat.handle_timeout(now);
+        }
+        if self.tls_deadline().is_some_and(|d| d <= now) {
+            self.expire_handshakes(now);
         }
         if self.accept_retry_at.is_some_and(|t| t <= now) {
             self.resume_accepting(now);
@@ -236,7 +257,10 @@ impl Server {
             token => {
                 let id = id_of(token);
                 if event.is_writable() {
-                    self.chat.handle_writable(id);
+                    match self.tls.is_some() && self.conns.get(id).is_some_and(|c| c.is_tls()) {
+                        true => self.tls_writable(id, now),
+                        false => self.chat.handle_writable(id),
+                    }
                 }
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     self.read(id, now, event.is_read_closed() || event.is_error());
@@ -271,6 +295,7 @@ impl Server {
             self.metrics
                 .as_ref()
                 .and_then(MetricsListener::next_deadline),
+            self.tls_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -308,7 +333,20 @@ impl Server {
             };
             match l.accept() {
                 Ok((stream, addr)) => {
-                    match self.conns.add(stream, self.poll.registry()) {
+                    let tls = match self.tls_for(listener) {
+                        Ok(tls) => tls,
+                        Err(e) => {
+                            log!(Level::Warn, "cannot start TLS with {addr}: {e}");
+                            continue;
+                        }
+                    };
+                    let is_tls = tls.is_some();
+                    match self.conns.add(stream, self.poll.registry(), tls) {
+                        Ok(id) if is_tls => {
+                            log!(Level::Info, "connect {id} from {addr} (TLS)");
+                            self.watch_handshake(id, now);
+                            self.chat.handle_connect(id, peer_of(addr.ip()), now);
+                        }
                         Ok(id) => {
                             log!(Level::Info, "connect {id} from {addr}");
                             self.chat.handle_connect(id, peer_of(addr.ip()), now);
@@ -334,7 +372,7 @@ impl Server {
         }
     }
 
-    fn resume_accepting(&mut self, now: Instant) {
+    pub(super) fn resume_accepting(&mut self, now: Instant) {
         if self.accept_retry_at.take().is_some() {
             for i in 0..self.listeners.len() {
                 self.accept(i, now);
@@ -353,6 +391,9 @@ impl Server {
             let Some(conn) = self.conns.get_mut(id) else {
                 return;
             };
+            if conn.is_tls() {
+                return self.read_tls(id, now);
+            }
             match conn.stream.read(&mut self.scratch) {
                 Ok(0) => {
                     // The peer may still read: the core closes it like one of its own closes,
@@ -360,6 +401,9 @@ impl Server {
                     return self.chat.handle_disconnect(id, CloseReason::InputClosed);
                 }
                 Ok(n) => {
+                    if std::mem::take(&mut conn.fresh) && is_tls_handshake_start(self.scratch[0]) {
+                        return self.refuse_tls_on_plain_port(id, now);
+                    }
                     log!(Level::Debug, "read {n} bytes from {id}");
                     self.chat.handle_input(id, &self.scratch[..n], now);
                     if n < self.scratch.len() && !to_end {
@@ -379,6 +423,9 @@ impl Server {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
+        if conn.is_tls() {
+            return self.write_tls(id, now);
+        }
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
         let n = self.chat.gather(id, &mut iov);
         let (taken, blocked) = match conn.write(&iov[..n]) {
@@ -391,7 +438,7 @@ impl Server {
     }
 
     /// The socket failed or the peer left: forget it here and in the core.
-    fn lose(&mut self, id: ConnId, error: io::Error, now: Instant) {
+    pub(super) fn lose(&mut self, id: ConnId, error: io::Error, now: Instant) {
         if self.conns.remove(id).is_none() {
             return;
         }
@@ -413,10 +460,13 @@ impl Server {
 
     /// The core is done with a connection: send its last bytes, then close it gracefully.
     fn finish_close(&mut self, closed: Closed, now: Instant) {
-        let Some(conn) = self.conns.remove(closed.id) else {
+        let Some((conn, tls)) = self.conns.remove(closed.id) else {
             return;
         };
-        conn.close(&closed.final_output, &mut self.scratch);
+        match tls {
+            Some(tls) => self.close_tls(conn, tls, &closed.final_output),
+            None => conn.close(&closed.final_output, &mut self.scratch),
+        }
         // A limit hit is worth an operator's attention; an ordinary goodbye is not.
         let level = match closed.reason {
             CloseReason::ServerFull | CloseReason::TooManyFromAddress | CloseReason::TooSlow => {
@@ -444,6 +494,7 @@ impl Server {
             l.deregister(self.poll.registry());
         }
         self.listeners.clear();
+        self.close_handshaking_tls(now);
         self.chat.handle_shutdown();
     }
 
@@ -451,8 +502,10 @@ impl Server {
         self.shutdown_at.is_some()
     }
 
-    /// SIGHUP: reads the MOTD file again; a file that cannot be read keeps the old banner.
+    /// SIGHUP: reads the MOTD file (and the TLS certificate and key) again; a file that cannot
+    /// be read keeps the old banner (or pair).
     fn reload(&mut self) {
+        self.reload_tls();
         let Some(path) = &self.motd else {
             return log!(Level::Info, "reload: no --motd file to read");
         };
@@ -473,7 +526,9 @@ impl Server {
 
 /// `--max-clients`, or what the open-file limit allows (raising it first).
 pub(super) fn resolve_max_clients(config: &Config) -> usize {
-    let listeners = config.listen.len() + usize::from(config.metrics_listen.is_some());
+    let listeners = config.listen.len()
+        + config.tls_listen.len()
+        + usize::from(config.metrics_listen.is_some());
     let fd_capacity = fd_limit::raise_and_derive_max_clients(listeners);
     config.max_clients.unwrap_or(fd_capacity)
 }

@@ -7,6 +7,7 @@ use super::event_loop::{METRICS_TOKEN, Server, ServerError, UPGRADE_TOKEN, resol
 use super::listener::Listener;
 use super::log::{Level, log};
 use super::metrics::MetricsListener;
+use super::tls_loop::TlsShell;
 use super::upgrade::{FdTag, Handover, Program, Progress, Received, Takeover, UpgradeError};
 use crate::config::Config;
 use crate::proto::chat::Chat;
@@ -107,6 +108,7 @@ impl Server {
     /// The new process reads our state: at this turn boundary, export it and send it with
     /// every socket, then touch nothing until it commits or fails.
     fn freeze(&mut self, program: &str, now: Instant) {
+        self.leave_tls_behind();
         self.drain(now);
         let blob = match self.chat.export(now) {
             Ok(blob) => blob,
@@ -240,6 +242,8 @@ fn resolve<'a>(
 /// Rebuilds the server from what the old process handed over, without touching any socket
 /// (registering one with the poll does not).
 fn rebuild(config: &Config, received: Received) -> Result<Server, ServerError> {
+    // TLS connections are not handed over, but TLS listeners are: the pair is ours to load.
+    let tls = TlsShell::load(config)?;
     let setup = ServerError::Setup;
     let poll = Poll::new().map_err(setup)?;
     let mut listeners = Vec::new();
@@ -253,14 +257,18 @@ fn rebuild(config: &Config, received: Received) -> Result<Server, ServerError> {
                 METRICS_TOKEN,
             )?);
         } else {
-            listeners.push(Listener::new(mio::net::TcpListener::from_std(socket)));
+            // The same order as ours: every --listen, then every --tls-listen.
+            let is_tls = i as usize >= config.listen.len();
+            let socket = mio::net::TcpListener::from_std(socket);
+            listeners.push(Listener::new(socket, is_tls));
         }
     }
-    if listeners.len() != config.listen.len() {
+    if listeners.len() != config.listen.len() + config.tls_listen.len() {
         return Err(ServerError::Takeover(format!(
-            "{} listeners handed over for {} --listen addresses",
+            "{} listeners handed over for {} --listen and {} --tls-listen addresses",
             listeners.len(),
-            config.listen.len()
+            config.listen.len(),
+            config.tls_listen.len()
         )));
     }
     let max_clients = resolve_max_clients(config);
@@ -297,5 +305,5 @@ fn rebuild(config: &Config, received: Received) -> Result<Server, ServerError> {
             conn.writing = blocked;
         }
     }
-    Server::assemble(poll, listeners, metrics, conns, chat, config)
+    Server::assemble(poll, listeners, metrics, conns, chat, tls, config)
 }
