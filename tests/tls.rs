@@ -95,6 +95,56 @@ fn quit_over_tls_ends_with_close_notify_then_eof() {
 }
 
 #[test]
+fn a_tls_client_that_leaves_without_quit_is_gone_from_the_room() {
+    let pki = Pki::new();
+    let (server, tls_addr) = tls_support::start(&pki, &[]);
+    let mut alice = login(server.addr, "alice");
+    let mut bob = tls_support::login(tls_addr, &pki, "bob");
+    alice.expect_line("*** bob joined #lobby");
+    // A clean TLS end of input: the server answers with its own close_notify.
+    bob.send_close_notify();
+    assert_eq!(bob.expect_tls_close(), Vec::<String>::new());
+    alice.expect_line("*** bob left #lobby (connection closed)");
+    // A TCP close without close_notify.
+    let carol = tls_support::login(tls_addr, &pki, "carol");
+    alice.expect_line("*** carol joined #lobby");
+    drop(carol);
+    alice.expect_line("*** carol left #lobby (connection closed)");
+    alice.expect_silence();
+}
+
+#[test]
+fn output_the_kernel_refuses_goes_out_once_the_tls_client_reads() {
+    let pki = Pki::new();
+    let (server, tls_addr) = tls_support::start(&pki, &["--sendq", "16777216"]);
+    let mut alice = login(server.addr, "alice");
+    // bob's tiny receive buffer makes the server's socket refuse output soon.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&tls_addr.into()).unwrap();
+    let mut bob = TlsClient::over(socket.into(), pki.client_config());
+    bob.nick = "bob".into();
+    bob.skip_banner();
+    bob.send_line("bob");
+    bob.expect_line("*** Welcome, bob! You are in #lobby.");
+    alice.expect_line("*** bob joined #lobby");
+    // 4 MB while bob does not read: more than the kernel holds (its send buffer grows to a
+    // few MB on loopback), less than --sendq.
+    let lines: Vec<String> = (0..8000)
+        .map(|i| format!("{i:04} {}", "y".repeat(490)))
+        .collect();
+    let mut writer = alice.writer();
+    let all: String = lines.iter().map(|l| format!("{l}\r\n")).collect();
+    writer.write_all(all.as_bytes()).unwrap();
+    // Once alice's whisper to herself is back, the server has handled all 400 lines.
+    alice.expect_silence();
+    for line in &lines {
+        bob.expect_line(&chat("alice", line));
+    }
+    bob.expect_silence();
+}
+
+#[test]
 fn a_client_sending_one_byte_per_write_is_understood() {
     let pki = Pki::new();
     let (server, tls_addr) = tls_support::start(&pki, &[]);

@@ -168,6 +168,11 @@ impl TlsClient {
     /// Connects over TCP; the handshake happens as the client reads and writes.
     pub fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> TlsClient {
         let sock = TcpStream::connect(addr).expect("connect to natter");
+        TlsClient::over(sock, config)
+    }
+
+    /// A client over a socket the test connected itself (e.g. with a small receive buffer).
+    pub fn over(sock: TcpStream, config: Arc<ClientConfig>) -> TlsClient {
         sock.set_nodelay(true).unwrap();
         sock.set_write_timeout(Some(Duration::from_secs(10)))
             .unwrap();
@@ -208,6 +213,12 @@ impl TlsClient {
     /// Sends `line` and CR LF.
     pub fn send_line(&mut self, line: &str) {
         self.send(format!("{line}\r\n").as_bytes());
+    }
+
+    /// Sends a TLS close_notify (no more data from us).
+    pub fn send_close_notify(&mut self) {
+        self.tls.send_close_notify();
+        self.flush();
     }
 
     /// The server's certificate (DER), once the handshake is done.
