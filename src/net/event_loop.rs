@@ -9,7 +9,7 @@ use super::metrics::MetricsListener;
 use super::notify::Notifier;
 use super::signals::{Signal, SignalSource};
 use super::tls::{MAX_RECORD_LEN, TlsConfigError, is_tls_handshake_start};
-use super::tls_loop::TlsShell;
+use super::tls_loop::{TlsShell, tls_tag};
 use super::{fd_limit, peer_of};
 use crate::config::Config;
 use crate::proto::chat::{Chat, CloseReason, Closed, ConnId, Output};
@@ -175,8 +175,7 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         for l in &self.listeners {
             if let Some(addr) = l.local_addr() {
-                let tls = if l.is_tls() { " (TLS)" } else { "" };
-                log!(Level::Info, "listening on {addr}{tls}");
+                log!(Level::Info, "listening on {addr}{}", tls_tag(l.is_tls()));
             }
         }
         if let Some(addr) = self.metrics_addr() {
@@ -257,10 +256,7 @@ impl Server {
             token => {
                 let id = id_of(token);
                 if event.is_writable() {
-                    match self.tls.is_some() && self.conns.get(id).is_some_and(|c| c.is_tls()) {
-                        true => self.tls_writable(id, now),
-                        false => self.chat.handle_writable(id),
-                    }
+                    self.on_writable(id, now);
                 }
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     self.read(id, now, event.is_read_closed() || event.is_error());
@@ -333,22 +329,16 @@ impl Server {
             };
             match l.accept() {
                 Ok((stream, addr)) => {
-                    let tls = match self.tls_for(listener) {
-                        Ok(tls) => tls,
-                        Err(e) => {
-                            log!(Level::Warn, "cannot start TLS with {addr}: {e}");
-                            continue;
-                        }
+                    let Ok(tls) = self.tls_for(listener, addr) else {
+                        continue;
                     };
                     let is_tls = tls.is_some();
                     match self.conns.add(stream, self.poll.registry(), tls) {
-                        Ok(id) if is_tls => {
-                            log!(Level::Info, "connect {id} from {addr} (TLS)");
-                            self.watch_handshake(id, now);
-                            self.chat.handle_connect(id, peer_of(addr.ip()), now);
-                        }
                         Ok(id) => {
-                            log!(Level::Info, "connect {id} from {addr}");
+                            log!(Level::Info, "connect {id} from {addr}{}", tls_tag(is_tls));
+                            if is_tls {
+                                self.watch_handshake(id, now);
+                            }
                             self.chat.handle_connect(id, peer_of(addr.ip()), now);
                         }
                         Err(e) => log!(Level::Warn, "cannot watch connection from {addr}: {e}"),

@@ -23,6 +23,7 @@ use rustls::ServerConfig;
 use std::collections::VecDeque;
 use std::fmt::Display;
 use std::io::IoSlice;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,12 +96,28 @@ impl TlsShell {
     }
 }
 
+/// What the log adds to a line about a TLS listener or connection.
+pub(super) fn tls_tag(is_tls: bool) -> &'static str {
+    if is_tls { " (TLS)" } else { "" }
+}
+
 impl Server {
-    /// The TLS state for a connection accepted on `listener` (`None` on a plain-text one).
-    pub(super) fn tls_for(&self, listener: usize) -> Result<Option<Box<TlsConn>>, TlsError> {
+    /// The TLS state for a connection from `addr` accepted on `listener` (`None` on a
+    /// plain-text one); an error is logged, and the connection is to be dropped.
+    pub(super) fn tls_for(
+        &self,
+        listener: usize,
+        addr: SocketAddr,
+    ) -> Result<Option<Box<TlsConn>>, ()> {
         match &self.tls {
             Some(shell) if self.listeners.get(listener).is_some_and(|l| l.is_tls()) => {
-                Ok(Some(Box::new(TlsConn::new(shell.config.clone())?)))
+                match TlsConn::new(shell.config.clone()) {
+                    Ok(tls) => Ok(Some(Box::new(tls))),
+                    Err(e) => {
+                        log!(Level::Warn, "cannot start TLS with {addr}: {e}");
+                        Err(())
+                    }
+                }
             }
             _ => Ok(None),
         }
@@ -185,11 +202,15 @@ impl Server {
         }
     }
 
-    /// A TLS socket turned writable: ciphertext the kernel refused goes first, then the core
-    /// may write again (once the handshake is done).
-    pub(super) fn tls_writable(&mut self, id: ConnId, now: Instant) {
-        let Some((conn, tls)) = self.conns.get_tls(id) else {
-            return;
+    /// A socket turned writable. On a TLS one, ciphertext the kernel refused goes first, then
+    /// the core may write again (once the handshake is done).
+    pub(super) fn on_writable(&mut self, id: ConnId, now: Instant) {
+        let tls = match self.tls {
+            Some(_) => self.conns.get_tls(id),
+            None => None,
+        };
+        let Some((conn, tls)) = tls else {
+            return self.chat.handle_writable(id);
         };
         match tls.send_pending(&mut conn.stream) {
             Ok(true) => {
