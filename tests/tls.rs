@@ -505,6 +505,76 @@ fn sigusr2_closes_tls_users_and_hands_over_plain_ones() {
     alice.expect_silence();
 }
 
+/// The test certificate the README shows how to make.
+const README_CERT: &[&str] = &[
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-days",
+    "365",
+    "-keyout",
+    "key.pem",
+    "-out",
+    "cert.pem",
+    "-subj",
+    "/CN=localhost",
+    "-addext",
+    "basicConstraints=critical,CA:FALSE",
+    "-addext",
+    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+];
+
+fn openssl_installed() -> bool {
+    if Command::new("openssl").arg("version").output().is_ok() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "openssl is not installed");
+    eprintln!("!!!!!!!! skipped: openssl is not installed !!!!!!!!");
+    false
+}
+
+#[test]
+fn the_readme_test_certificate_is_accepted_by_rustls_clients() {
+    if !openssl_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let made = Command::new("openssl")
+        .args(README_CERT)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let server = Server::start(&[
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let line = server.wait_for_stderr(|l| l.ends_with("(TLS)"));
+    let addr = line
+        .split_whitespace()
+        .rev()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let root = CertificateDer::from_pem_file(&cert).unwrap();
+    let mut client = TlsClient::connect(addr, tls_support::client_trusting(root));
+    client.skip_banner();
+    client.send_line("sam");
+    client.expect_line("*** Welcome, sam! You are in #lobby.");
+}
+
 /// Output of a child process, read by a thread, waited on with deadlines.
 struct Output {
     bytes: std::sync::mpsc::Receiver<Vec<u8>>,
@@ -529,9 +599,7 @@ impl Output {
 
 #[test]
 fn openssl_s_client_chats_with_a_plain_user() {
-    if Command::new("openssl").arg("version").output().is_err() {
-        assert!(std::env::var_os("CI").is_none(), "openssl is not installed");
-        eprintln!("!!!!!!!! skipped: openssl is not installed !!!!!!!!");
+    if !openssl_installed() {
         return;
     }
     let pki = Pki::new();
