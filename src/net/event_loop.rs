@@ -222,8 +222,8 @@ impl Server {
         if self.deadline.is_some_and(|d| d <= now) {
             self.chat.handle_timeout(now);
         }
-        if self.tls_deadline().is_some_and(|d| d <= now) {
-            self.expire_handshakes(now);
+        if self.tls.is_some() {
+            self.tend_handshakes(now);
         }
         if self.accept_retry_at.is_some_and(|t| t <= now) {
             self.resume_accepting(now);

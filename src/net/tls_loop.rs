@@ -57,21 +57,14 @@ impl TlsShell {
         }))
     }
 
-    /// When the oldest handshake runs out of time.
-    pub(super) fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.front().map(|&(deadline, _)| deadline)
+    fn oldest(&self) -> Option<(Instant, ConnId)> {
+        self.deadlines.front().copied()
     }
 
-    fn pop_expired(&mut self, now: Instant) -> Option<ConnId> {
-        match self.deadlines.front() {
-            Some(&(deadline, id)) if deadline <= now => {
-                self.deadlines.pop_front();
-                if self.deadlines.is_empty() && self.deadlines.capacity() > DEADLINES_KEEP {
-                    self.deadlines = VecDeque::new();
-                }
-                Some(id)
-            }
-            _ => None,
+    fn pop_oldest(&mut self) {
+        self.deadlines.pop_front();
+        if self.deadlines.is_empty() && self.deadlines.capacity() > DEADLINES_KEEP {
+            self.deadlines = VecDeque::new();
         }
     }
 
@@ -123,9 +116,9 @@ impl Server {
         }
     }
 
-    /// When the oldest TLS handshake runs out of time.
+    /// When the oldest TLS handshake still under way runs out of time.
     pub(super) fn tls_deadline(&self) -> Option<Instant> {
-        self.tls.as_ref().and_then(TlsShell::next_deadline)
+        self.tls.as_ref()?.oldest().map(|(deadline, _)| deadline)
     }
 
     /// Starts the handshake clock of a TLS connection just accepted.
@@ -135,14 +128,23 @@ impl Server {
         }
     }
 
-    /// Closes every connection whose handshake did not finish in time (no line is sent).
-    pub(super) fn expire_handshakes(&mut self, now: Instant) {
-        while let Some(id) = self.tls.as_mut().and_then(|s| s.pop_expired(now)) {
-            if self
+    /// Keeps the handshake FIFO honest, once per turn: connections whose deadline passed
+    /// while still handshaking are closed (no line is sent), and entries at the front that no
+    /// longer matter (done or gone) are dropped, so a server with every handshake done has no
+    /// deadline and does not wake up.
+    pub(super) fn tend_handshakes(&mut self, now: Instant) {
+        while let Some((deadline, id)) = self.tls.as_ref().and_then(TlsShell::oldest) {
+            let handshaking = self
                 .conns
                 .get_tls(id)
-                .is_some_and(|(_, t)| t.is_handshaking())
-            {
+                .is_some_and(|(_, t)| t.is_handshaking());
+            if handshaking && deadline > now {
+                return;
+            }
+            if let Some(shell) = &mut self.tls {
+                shell.pop_oldest();
+            }
+            if handshaking {
                 self.close_now(id, b"", "TLS handshake timeout", now);
             }
         }
