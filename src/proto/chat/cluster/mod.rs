@@ -1,0 +1,526 @@
+//! Cluster mode: every node applies the same events in the order of one shared log.
+//!
+//! In cluster mode an event is not applied when it is made: it is encoded into an entry
+//! ([`entry`]) and handed to the shell ([`Output::Publish`]), which appends it to the log; the
+//! connection's input is held meanwhile, so each user's lines keep their order. Every node
+//! reads every entry back in log order ([`Chat::handle_entry`]) and applies it, so every node
+//! decides the same and holds the same directory; each writes only to its own connections.
+//!
+//! Around the events, the log also carries:
+//! - **heartbeats**, once a second from every node, saying how far it has read. A node silent
+//!   for more than 10 s of log time is gone ([`nodes`]): every node removes its users at the
+//!   same entry, in the same order.
+//! - **rejoins**: a node that sees its own death applied (it was stopped, or cut off from
+//!   Redis), or whose log started over (Redis restarted empty, or it read past a gap),
+//!   re-announces its users; a user whose nickname was taken meanwhile becomes a guest.
+//!
+//! Entries from each node carry a sequence number: a duplicate (Redis may store a re-sent
+//! append twice) is skipped, and a missing one means the reader fell behind a trim and must
+//! start over from the stored snapshot ([`Output::Resync`]). The lowest live node snapshots the
+//! directory every few seconds ([`Output::StoreSnapshot`]), once every reader is past it.
+
+mod entry;
+mod nodes;
+mod rejoin;
+mod state;
+
+pub use entry::{ENTRY_VERSION, EntryError};
+pub(super) use state::ClusterV1;
+
+use super::event::Event;
+use super::session::{Hold, Phase};
+use super::timers::TimerKind;
+use super::{Chat, ConnId, Output};
+use crate::proto::names::{Nick, RoomName};
+use crate::proto::reply;
+use bytes::Bytes;
+use entry::{Body, Header};
+use nodes::{Admit, LogClock, Nodes};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// How often a node says it is alive (core clock).
+const HEARTBEAT_EVERY_MS: u64 = 1_000;
+/// How often (log time) the lowest live node snapshots the directory.
+const SNAPSHOT_EVERY_MS: u64 = 5_000;
+
+/// A position in the shared log: the id the log gave an entry (for Redis, `ms` is its clock).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogPos {
+    /// Milliseconds.
+    pub ms: u64,
+    /// Sequence among entries of the same millisecond.
+    pub seq: u64,
+}
+
+impl LogPos {
+    /// Before every entry.
+    pub const ZERO: LogPos = LogPos { ms: 0, seq: 0 };
+}
+
+/// What the shell learned when it connected to the log (at start, when the log started over,
+/// or to read on after falling behind).
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterStart<'a> {
+    /// This node's id in the log, unique in its epoch (never 0).
+    pub node: u32,
+    /// A tag of the log's epoch: entries written for another epoch are ignored.
+    pub epoch: u32,
+    /// The stored directory snapshot and the position it was taken at; reading goes on
+    /// after it.
+    pub snapshot: Option<(LogPos, &'a [u8])>,
+}
+
+/// An event of this node on its way through the log.
+struct InFlight {
+    conn: ConnId,
+    body: Vec<u8>,
+}
+
+/// Whether this node must start over from the stored snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resync {
+    No,
+    /// It must; the shell has not been told yet.
+    Wanted,
+    /// The shell was told ([`Output::Resync`]) and will call [`Chat::handle_cluster_start`].
+    Asked,
+}
+
+/// A node's cluster state. The shared part (`nodes`, `clock`) is the same on every node at
+/// the same log position.
+pub(super) struct Cluster {
+    epoch: u32,
+    started: bool,
+    next_seq: u64,
+    /// The last entry handled.
+    applied: LogPos,
+    clock: LogClock,
+    nodes: Nodes,
+    /// This node's events not yet back from the log, by sequence number.
+    in_flight: BTreeMap<u64, InFlight>,
+    /// How many of them each connection has.
+    waiting: HashMap<ConnId, u32>,
+    /// Local users taken out of the directory until their rejoin comes back: nickname and room.
+    rejoining: BTreeMap<ConnId, (Nick, RoomName)>,
+    rejoin_seq: Option<u64>,
+    publish: VecDeque<Bytes>,
+    /// A snapshot taken, waiting for every reader to be past it.
+    snapshot_due: Option<(LogPos, Bytes)>,
+    snapshot_ready: Option<(LogPos, Bytes)>,
+    last_snapshot_ms: u64,
+    next_heartbeat_ms: u64,
+    /// The "chat paused" notice was sent.
+    paused: bool,
+    /// No new event may start (an upgrade waits for the log to be quiet).
+    quiescing: bool,
+    quiesced: Vec<ConnId>,
+    resync: Resync,
+}
+
+impl Cluster {
+    pub(super) fn new() -> Cluster {
+        Cluster {
+            epoch: 0,
+            started: false,
+            next_seq: 1,
+            applied: LogPos::ZERO,
+            clock: LogClock::default(),
+            nodes: Nodes::default(),
+            in_flight: BTreeMap::new(),
+            waiting: HashMap::new(),
+            rejoining: BTreeMap::new(),
+            rejoin_seq: None,
+            publish: VecDeque::new(),
+            snapshot_due: None,
+            snapshot_ready: None,
+            last_snapshot_ms: 0,
+            next_heartbeat_ms: 0,
+            paused: false,
+            quiescing: false,
+            quiesced: Vec::new(),
+            resync: Resync::No,
+        }
+    }
+
+    /// Whether `id` waits for the log (an event on its way, or its rejoin).
+    pub(super) fn is_waiting(&self, id: ConnId) -> bool {
+        self.waiting.contains_key(&id) || self.rejoining.contains_key(&id)
+    }
+
+    pub(super) fn is_rejoining(&self, id: ConnId) -> bool {
+        self.rejoining.contains_key(&id)
+    }
+
+    /// Whether anything of this node is on its way through the log (an upgrade must wait).
+    fn busy(&self) -> bool {
+        !self.started
+            || self.resync != Resync::No
+            || !self.in_flight.is_empty()
+            || !self.publish.is_empty()
+            || self.rejoin_seq.is_some()
+    }
+
+    fn publishing(&self) -> bool {
+        self.started && self.resync == Resync::No
+    }
+
+    /// Gives `body` the next sequence number and queues it for the log (kept back while the
+    /// node cannot publish); an event of connection `conn` is kept until it comes back.
+    fn queue(&mut self, node: u32, conn: Option<ConnId>, body: Vec<u8>) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.publishing() {
+            let header = Header {
+                epoch: self.epoch,
+                node,
+                seq,
+            };
+            self.publish
+                .push_back(Bytes::from(entry::encode(header, &body)));
+        }
+        if let Some(conn) = conn {
+            *self.waiting.entry(conn).or_default() += 1;
+            self.in_flight.insert(seq, InFlight { conn, body });
+        }
+        seq
+    }
+
+    /// Queues every event still on its way again, in order, under new sequence numbers.
+    fn republish(&mut self, node: u32) {
+        let old = std::mem::take(&mut self.in_flight);
+        self.waiting.clear();
+        for f in old.into_values() {
+            self.queue(node, Some(f.conn), f.body);
+        }
+    }
+
+    /// Event `seq` of this node came back: returns its connection if it waits no more.
+    fn back(&mut self, seq: u64) -> Vec<ConnId> {
+        let mut done = Vec::new();
+        if let Some(f) = self.in_flight.remove(&seq) {
+            if let Some(n) = self.waiting.get_mut(&f.conn) {
+                *n -= 1;
+                if *n == 0 {
+                    self.waiting.remove(&f.conn);
+                }
+            }
+            done.push(f.conn);
+        }
+        if self.rejoin_seq == Some(seq) {
+            self.rejoin_seq = None;
+            done.extend(std::mem::take(&mut self.rejoining).into_keys());
+        }
+        done.retain(|&id| !self.is_waiting(id));
+        done
+    }
+}
+
+impl Chat {
+    // ---- the shell's side ----
+
+    /// Connected to the log (at start, or again after [`Output::Resync`] or when the log
+    /// started over): takes the node id and the epoch, loads the stored snapshot (from this
+    /// epoch) as the directory, and re-announces this node's logged-in users, if it has any.
+    /// A standalone core ignores it.
+    pub fn handle_cluster_start(
+        &mut self,
+        start: ClusterStart<'_>,
+    ) -> Result<(), super::snapshot::SnapshotError> {
+        let Some(c) = &self.cluster else {
+            return Ok(());
+        };
+        let restored = match start.snapshot {
+            Some((at, blob)) => {
+                let d = state::decode_directory(blob)?;
+                (d.epoch == start.epoch).then_some((at, d))
+            }
+            None => None,
+        };
+        let same_log = c.started && c.epoch == start.epoch;
+        let previous = (same_log && self.settings.node != start.node).then_some(self.settings.node);
+        let users = self.local_users();
+        let guests = self.directory.guests();
+        self.settings.node = start.node;
+        let (at, log) = self.restore_directory(restored)?;
+        let Some(c) = &mut self.cluster else {
+            return Ok(());
+        };
+        c.epoch = start.epoch;
+        c.started = true;
+        c.next_seq = 1;
+        c.applied = at;
+        c.clock = log.clock;
+        c.nodes = log.nodes;
+        c.resync = Resync::No;
+        c.rejoining = users;
+        c.rejoin_seq = None;
+        c.publish.clear();
+        c.snapshot_due = None;
+        c.last_snapshot_ms = at.ms;
+        c.next_heartbeat_ms = self.now_ms;
+        let announce = !c.rejoining.is_empty() || previous.is_some() || !c.in_flight.is_empty();
+        if announce {
+            self.announce(previous, guests);
+        }
+        self.handle_log_resumed();
+        Ok(())
+    }
+
+    /// Applies the entry at `at` of the log (entries come in log order, each once). An entry
+    /// that cannot be read is skipped and reported; it still counts in its author's sequence.
+    pub fn handle_entry(&mut self, at: LogPos, payload: &[u8]) -> Result<(), EntryError> {
+        let Some(c) = &mut self.cluster else {
+            return Ok(());
+        };
+        if !c.started || c.resync != Resync::No || at <= c.applied {
+            return Ok(());
+        }
+        c.applied = at;
+        let (header, body) = entry::decode_header(payload)?;
+        if header.epoch != c.epoch {
+            return Ok(());
+        }
+        c.clock.advance(at.ms);
+        let now = c.clock.now;
+        match c.nodes.admit(header.node, header.seq, now, entry::is_rejoin(body)) {
+            Admit::Gap => {
+                c.resync = Resync::Wanted;
+                return Ok(());
+            }
+            admit => {
+                for node in c.nodes.expire(now) {
+                    self.node_gone(node);
+                }
+                let result = match admit {
+                    Admit::Apply => self.apply_body(header.node, body),
+                    _ => Ok(()),
+                };
+                if header.node == self.settings.node {
+                    self.own_entry_back(header.seq);
+                }
+                self.after_entry(at);
+                self.finish();
+                result
+            }
+        }
+    }
+
+    /// Redis has not answered for a while: logged-in users are told the chat is paused.
+    pub fn handle_log_stalled(&mut self) {
+        let Some(c) = &mut self.cluster else {
+            return;
+        };
+        if !std::mem::replace(&mut c.paused, true) {
+            self.tell_logged_in(reply::chat_paused);
+        }
+    }
+
+    /// Redis answers again: logged-in users are told the chat goes on.
+    pub fn handle_log_resumed(&mut self) {
+        let Some(c) = &mut self.cluster else {
+            return;
+        };
+        if std::mem::replace(&mut c.paused, false) {
+            self.tell_logged_in(reply::chat_resumed);
+        }
+    }
+
+    /// Stops (or lets go on) starting new events: an upgrade waits until nothing is on its way
+    /// through the log ([`Chat::log_busy`]) before it exports the state.
+    pub fn set_quiescing(&mut self, on: bool) {
+        let Some(c) = &mut self.cluster else {
+            return;
+        };
+        c.quiescing = on;
+        if !on {
+            for id in std::mem::take(&mut c.quiesced) {
+                self.resume_after_log(id);
+            }
+            self.finish();
+        }
+    }
+
+    /// Whether an event of this node is on its way through the log.
+    pub fn log_busy(&self) -> bool {
+        self.cluster.as_ref().is_some_and(Cluster::busy)
+    }
+
+    /// The last entry handled (in cluster mode): reading resumes after it.
+    pub fn log_position(&self) -> Option<LogPos> {
+        self.cluster.as_ref().map(|c| c.applied)
+    }
+
+    /// The epoch tag of the log this node reads (in cluster mode, once started).
+    pub fn log_epoch(&self) -> Option<u32> {
+        self.cluster.as_ref().filter(|c| c.started).map(|c| c.epoch)
+    }
+
+    /// The directory and the log's shared state, encoded as the cluster's snapshot: every node
+    /// that has applied the same entries gives the same bytes.
+    pub fn cluster_directory(&self) -> Option<Vec<u8>> {
+        let c = self.cluster.as_ref()?;
+        Some(self.encode_directory(c.applied, c.epoch, c.clock, &c.nodes))
+    }
+
+    // ---- internals ----
+
+    /// Hands an event to the log: it is applied when it comes back.
+    pub(super) fn publish_event(&mut self, event: Event<'_>) {
+        let node = self.settings.node;
+        if let Some(c) = &mut self.cluster {
+            c.queue(node, Some(event.origin().conn), entry::event_body(&event));
+        }
+    }
+
+    /// The next output of cluster mode, if any.
+    pub(super) fn poll_cluster(&mut self) -> Option<Output> {
+        let c = self.cluster.as_mut()?;
+        if let Some(payload) = c.publish.pop_front() {
+            return Some(Output::Publish(payload));
+        }
+        if let Some((at, blob)) = c.snapshot_ready.take() {
+            return Some(Output::StoreSnapshot { at, blob });
+        }
+        if c.resync == Resync::Wanted {
+            c.resync = Resync::Asked;
+            return Some(Output::Resync);
+        }
+        None
+    }
+
+    /// Sends a heartbeat when one is due.
+    pub(super) fn heartbeat(&mut self) {
+        let (node, now_ms) = (self.settings.node, self.now_ms);
+        let Some(c) = &mut self.cluster else {
+            return;
+        };
+        if c.started && c.next_heartbeat_ms <= now_ms {
+            c.next_heartbeat_ms = now_ms + HEARTBEAT_EVERY_MS;
+            if c.publishing() {
+                let body = entry::heartbeat_body(c.applied);
+                c.queue(node, None, body);
+            }
+        }
+    }
+
+    /// When the next heartbeat is due (core clock).
+    pub(super) fn heartbeat_ms(&self) -> Option<u64> {
+        self.cluster
+            .as_ref()
+            .filter(|c| c.started)
+            .map(|c| c.next_heartbeat_ms)
+    }
+
+    /// Whether input of `id` must not be processed now (held with [`Hold::Event`]); records
+    /// it to go on later when that is because of quiescing.
+    pub(super) fn log_holds(&mut self, id: ConnId) -> bool {
+        let Some(c) = &mut self.cluster else {
+            return false;
+        };
+        if c.quiescing && !c.is_waiting(id) {
+            c.quiesced.push(id);
+        }
+        c.quiescing || c.is_waiting(id)
+    }
+
+    /// A connection that waited for the log may go on: its held input is processed, unless
+    /// flood control or another wait still holds it.
+    pub(super) fn resume_after_log(&mut self, id: ConnId) {
+        let (rate, burst, now) = (self.settings.rate, self.settings.burst, self.now_ms);
+        let Some(s) = self.sessions.open_mut(id) else {
+            return;
+        };
+        if s.hold != Hold::Event {
+            return;
+        }
+        if s.bucket.ready(rate, burst, now) {
+            self.release_held_input(id);
+        } else {
+            s.hold = Hold::Rate;
+            let at = now + s.bucket.wait_ms(rate, burst, now);
+            self.timers.push(at, id, TimerKind::Rate);
+        }
+    }
+
+    fn apply_body(&mut self, node: u32, body: &[u8]) -> Result<(), EntryError> {
+        match entry::decode_body(node, body)? {
+            Body::Event(event) => self.apply(event),
+            Body::Heartbeat { applied } => {
+                if let Some(c) = &mut self.cluster {
+                    c.nodes.set_applied(node, applied);
+                }
+            }
+            Body::Rejoin(rejoin) => self.apply_rejoin(node, rejoin),
+        }
+        Ok(())
+    }
+
+    /// One of this node's entries came back: connections that waited for it go on.
+    fn own_entry_back(&mut self, seq: u64) {
+        let Some(c) = &mut self.cluster else {
+            return;
+        };
+        for id in c.back(seq) {
+            self.resume_after_log(id);
+        }
+    }
+
+    /// After an entry: the lowest live node takes a snapshot when one is due, and hands it
+    /// out once every reader is past it.
+    fn after_entry(&mut self, at: LogPos) {
+        let node = self.settings.node;
+        let Some(c) = &self.cluster else {
+            return;
+        };
+        let due = c.snapshot_due.is_none()
+            && c.nodes.lowest_live() == Some(node)
+            && at.ms >= c.last_snapshot_ms + SNAPSHOT_EVERY_MS;
+        if due {
+            let blob = Bytes::from(self.encode_directory(at, c.epoch, c.clock, &c.nodes));
+            if let Some(c) = &mut self.cluster {
+                c.last_snapshot_ms = at.ms;
+                c.snapshot_due = Some((at, blob));
+            }
+        }
+        if let Some(c) = &mut self.cluster
+            && c.snapshot_due
+                .as_ref()
+                .is_some_and(|(at, _)| c.nodes.all_read(*at, c.clock.now))
+        {
+            c.snapshot_ready = c.snapshot_due.take();
+        }
+    }
+
+    /// This node's logged-in users (open sessions), with those already waiting to rejoin.
+    fn local_users(&mut self) -> BTreeMap<ConnId, (Nick, RoomName)> {
+        let mut users = self
+            .cluster
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.rejoining))
+            .unwrap_or_default();
+        let dir = &self.directory;
+        for (id, s) in self.sessions.iter() {
+            let user = dir.find(self.origin_of(id)).and_then(|u| dir.user(u));
+            if let Some(user) = user.filter(|_| s.is_open())
+                && let Some(room) = dir.room(user.room)
+            {
+                users.insert(id, (user.nick, room.name));
+            }
+        }
+        users.retain(|&id, _| self.sessions.is_open(id));
+        users
+    }
+
+    fn tell_logged_in(&mut self, f: fn(&mut bytes::BytesMut)) {
+        let ids: Vec<ConnId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.phase == Phase::Chatting)
+            .map(|(id, _)| id)
+            .collect();
+        for id in ids {
+            self.outbox.send(id, f);
+        }
+        self.finish();
+    }
+}
