@@ -206,7 +206,11 @@ impl ClusterLink {
                 }
             }
             LogEvent::Stalled => {
-                log!(Level::Warn, "cluster: Redis at {} does not answer", self.addr);
+                log!(
+                    Level::Warn,
+                    "cluster: Redis at {} does not answer",
+                    self.addr
+                );
                 chat.handle_log_stalled();
             }
             LogEvent::Resumed => {
@@ -242,7 +246,10 @@ impl ClusterLink {
             seq: at.seq,
         };
         if !self.log.write_snapshot(id, blob) {
-            log!(Level::Debug, "cluster: snapshot at {id} dropped (Redis away)");
+            log!(
+                Level::Debug,
+                "cluster: snapshot at {id} dropped (Redis away)"
+            );
         }
     }
 
@@ -322,7 +329,10 @@ impl Server {
             Output::Publish(entry) => link.publish(entry),
             Output::StoreSnapshot { at, blob } => link.store_snapshot(at, &blob),
             Output::Resync => {
-                log!(Level::Warn, "cluster: entries were trimmed before this node read them; joining again");
+                log!(
+                    Level::Warn,
+                    "cluster: entries were trimmed before this node read them; joining again"
+                );
                 link.reconnect(&mut self.chat, self.poll.registry(), now);
             }
             _ => {}

@@ -106,9 +106,7 @@ impl Server {
         } = self;
         let result = match upgrade {
             Upgrade::None => return,
-            Upgrade::Starting(h)
-            | Upgrade::Frozen(h)
-            | Upgrade::Quiescing { handover: h, .. } => {
+            Upgrade::Starting(h) | Upgrade::Frozen(h) | Upgrade::Quiescing { handover: h, .. } => {
                 h.poll(now, |tag| resolve(listeners, conns, metrics.as_ref(), tag))
             }
         };
@@ -318,8 +316,14 @@ fn rebuild(config: &Config, received: Received) -> Result<Server, ServerError> {
         .map_err(|e| ServerError::Takeover(format!("cannot import the state: {e}")))?;
     let cluster = match &config.redis {
         Some(addr) => Some(
-            ClusterLink::resume(addr, &config.cluster, poll.registry(), &mut chat, Instant::now())
-                .map_err(|e| ServerError::Takeover(format!("cannot join the cluster: {e}")))?,
+            ClusterLink::resume(
+                addr,
+                &config.cluster,
+                poll.registry(),
+                &mut chat,
+                Instant::now(),
+            )
+            .map_err(|e| ServerError::Takeover(format!("cannot join the cluster: {e}")))?,
         ),
         None => None,
     };

@@ -111,7 +111,10 @@ impl SimCluster {
 
     /// The first entry not trimmed away.
     fn first_index(&self) -> usize {
-        self.log.iter().position(Option::is_some).unwrap_or(self.log.len())
+        self.log
+            .iter()
+            .position(Option::is_some)
+            .unwrap_or(self.log.len())
     }
 
     /// Moves everyone's clock on by `ms`, in steps: each step fires every node's timers
@@ -249,7 +252,12 @@ impl SimCluster {
                 node.sim.entry(*at, payload)?;
             }
         }
-        if self.compare && self.nodes.iter().all(|n| n.dead || n.stopped || n.next > index) {
+        if self.compare
+            && self
+                .nodes
+                .iter()
+                .all(|n| n.dead || n.stopped || n.next > index)
+        {
             self.check_agree_at(index + 1)?;
         }
         Ok(true)
@@ -258,7 +266,11 @@ impl SimCluster {
     /// Every running node that has read exactly `upto` entries agrees.
     fn check_agree_at(&self, upto: usize) -> Result<(), SimError> {
         let mut first: Option<(u32, Vec<u8>)> = None;
-        for node in self.nodes.iter().filter(|n| !n.dead && !n.stopped && n.next == upto) {
+        for node in self
+            .nodes
+            .iter()
+            .filter(|n| !n.dead && !n.stopped && n.next == upto)
+        {
             if node.sim.resync_wanted {
                 continue;
             }

@@ -15,7 +15,7 @@ pub use text::{check_text, forbidden};
 
 use crate::net::peer_of;
 use crate::proto::chat::{
-    Chat, ClusterStart, CloseReason, Closed, ConnId, LogPos, Output, Peer, Settings,
+    Chat, CloseReason, Closed, ClusterStart, ConnId, LogPos, Output, Peer, Settings,
 };
 use bytes::Bytes;
 use std::collections::HashMap;

@@ -387,7 +387,9 @@ mod tests {
         });
         round_trip(Event::Rename { who, nick });
         round_trip(Event::Join { who, room });
-        round_trip(Event::Say { who, text: "héllo" });
+        round_trip(Event::Say {
+            who, text: "héllo"
+        });
         round_trip(Event::Act { who, text: "waves" });
         round_trip(Event::Whisper {
             who,
@@ -411,7 +413,9 @@ mod tests {
     fn heartbeats_and_rejoins_round_trip() {
         let applied = LogPos { ms: 17, seq: 2 };
         let body = heartbeat_body(applied);
-        assert!(matches!(decode_body(1, &body), Ok(Body::Heartbeat { applied: a }) if a == applied));
+        assert!(
+            matches!(decode_body(1, &body), Ok(Body::Heartbeat { applied: a }) if a == applied)
+        );
         let rejoin = Rejoin {
             previous: Some(2),
             guests: 9,
@@ -434,26 +438,26 @@ mod tests {
             node: 3,
             seq: 1_000_000,
         };
-        let bytes = encode(
-            header,
-            &event_body(&Event::Say {
-                who: who(),
-                text,
-            }),
-        );
+        let bytes = encode(header, &event_body(&Event::Say { who: who(), text }));
         assert!(bytes.len() <= text.len() + 20, "{} bytes", bytes.len());
     }
 
     #[test]
     fn bad_entries_are_errors() {
         assert!(matches!(decode_header(&[]), Err(EntryError::Empty)));
-        assert!(matches!(decode_header(&[9, 0]), Err(EntryError::Version(9))));
+        assert!(matches!(
+            decode_header(&[9, 0]),
+            Err(EntryError::Version(9))
+        ));
         assert!(decode_header(&[ENTRY_VERSION]).is_err());
         let body = to_vec(&BodyV1::Rename {
             conn: conn_v1(who().conn),
             nick: "9bad",
         });
-        assert!(matches!(decode_body(1, &body), Err(EntryError::Invalid("nickname"))));
+        assert!(matches!(
+            decode_body(1, &body),
+            Err(EntryError::Invalid("nickname"))
+        ));
         assert!(decode_body(1, &[200]).is_err());
     }
 }

@@ -282,7 +282,10 @@ impl Chat {
         }
         c.clock.advance(at.ms);
         let now = c.clock.now;
-        match c.nodes.admit(header.node, header.seq, now, entry::is_rejoin(body)) {
+        match c
+            .nodes
+            .admit(header.node, header.seq, now, entry::is_rejoin(body))
+        {
             Admit::Gap => {
                 c.resync = Resync::Wanted;
                 return Ok(());

@@ -150,7 +150,9 @@ impl Nodes {
 
     #[cfg(test)]
     pub(crate) fn is_live(&self, node: u32) -> bool {
-        self.map.get(&node).is_some_and(|n| n.status == Status::Live)
+        self.map
+            .get(&node)
+            .is_some_and(|n| n.status == Status::Live)
     }
 
     /// The live node with the lowest id: the one that writes snapshots.
@@ -184,8 +186,16 @@ mod tests {
         assert_eq!(n.admit(3, 2, 0, false), Admit::Skip, "a duplicate");
         assert_eq!(n.admit(3, 1, 0, false), Admit::Skip, "an older duplicate");
         assert_eq!(n.admit(3, 4, 0, false), Admit::Gap, "3 is missing");
-        assert_eq!(n.admit(7, 5, 0, false), Admit::Gap, "its first entries are missing");
-        assert_eq!(n.admit(8, 5, 0, true), Admit::Apply, "a rejoin introduces a node");
+        assert_eq!(
+            n.admit(7, 5, 0, false),
+            Admit::Gap,
+            "its first entries are missing"
+        );
+        assert_eq!(
+            n.admit(8, 5, 0, true),
+            Admit::Apply,
+            "a rejoin introduces a node"
+        );
     }
 
     #[test]
@@ -194,14 +204,22 @@ mod tests {
         n.admit(1, 1, 0, false);
         n.admit(2, 1, 0, false);
         n.admit(1, 2, 10_000, false);
-        assert_eq!(n.expire(10_000), Vec::<u32>::new(), "10 s is not more than 10 s");
+        assert_eq!(
+            n.expire(10_000),
+            Vec::<u32>::new(),
+            "10 s is not more than 10 s"
+        );
         n.admit(1, 3, 10_001, false);
         assert_eq!(n.expire(10_001), vec![2]);
         assert_eq!(n.lowest_live(), Some(1));
         assert_eq!(n.admit(2, 2, 10_002, false), Admit::Skip, "gone: ignored");
         assert_eq!(n.admit(2, 3, 10_003, true), Admit::Apply, "its rejoin");
         assert!(n.is_live(2));
-        assert_eq!(n.admit(2, 2, 10_004, false), Admit::Skip, "an old duplicate");
+        assert_eq!(
+            n.admit(2, 2, 10_004, false),
+            Admit::Skip,
+            "an old duplicate"
+        );
         assert!(n.retire(2, 10_005));
         assert_eq!(n.admit(2, 9, 10_006, true), Admit::Skip, "retired for good");
     }

@@ -2,8 +2,8 @@
 //! and a node that comes back re-announces its users, who re-enter their rooms; one whose
 //! nickname was taken meanwhile becomes a guest.
 
-use super::entry::{self, Rejoin, RejoinUser};
 use super::Chat;
+use super::entry::{self, Rejoin, RejoinUser};
 use crate::proto::chat::directory::Origin;
 use crate::proto::chat::event::{Event, LeaveNote};
 use crate::proto::chat::session::Hold;
