@@ -186,6 +186,9 @@ impl Server {
             log!(Level::Info, "metrics on http://{addr}/metrics");
         }
         self.notifier.ready(self.status(), Instant::now());
+        // A core taken over in an upgrade may have output already (the upgrade notice, what the
+        // old process could not write): the first poll must not wait before it is written.
+        self.drain(Instant::now());
         loop {
             let timeout = self.poll_timeout(Instant::now());
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -390,6 +393,7 @@ impl Server {
                     return self.chat.handle_disconnect(id, CloseReason::InputClosed);
                 }
                 Ok(n) => {
+                    log!(Level::Debug, "read {n} bytes from {id}");
                     self.chat.handle_input(id, &self.scratch[..n], now);
                     if n < self.scratch.len() && !to_end {
                         return;
@@ -446,7 +450,14 @@ impl Server {
             return;
         };
         conn.close(&closed.final_output, &mut self.scratch);
-        log!(Level::Info, "disconnect {} ({})", closed.id, closed.reason);
+        // A limit hit is worth an operator's attention; an ordinary goodbye is not.
+        let level = match closed.reason {
+            CloseReason::ServerFull | CloseReason::TooManyFromAddress | CloseReason::TooSlow => {
+                Level::Warn
+            }
+            _ => Level::Info,
+        };
+        log!(level, "disconnect {} ({})", closed.id, closed.reason);
         self.resume_accepting(now);
     }
 

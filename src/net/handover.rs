@@ -39,12 +39,12 @@ pub(crate) enum Upgrade {
     },
     /// Everything is sent: this one touches no client socket until the new one commits (then
     /// it exits) or fails (then it goes on).
-    Frozen(Handover),
+    Frozen(Handover, Instant),
 }
 
 impl Upgrade {
     pub(crate) fn is_frozen(&self) -> bool {
-        matches!(self, Upgrade::Frozen(_))
+        matches!(self, Upgrade::Frozen(..))
     }
 
     pub(crate) fn is_quiescing(&self) -> bool {
@@ -55,7 +55,7 @@ impl Upgrade {
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self {
             Upgrade::None => None,
-            Upgrade::Starting(h) | Upgrade::Frozen(h) => Some(h.deadline()),
+            Upgrade::Starting(h) | Upgrade::Frozen(h, _) => Some(h.deadline()),
             Upgrade::Quiescing {
                 handover, until, ..
             } => Some(handover.deadline().min(*until)),
@@ -106,7 +106,9 @@ impl Server {
         } = self;
         let result = match upgrade {
             Upgrade::None => return,
-            Upgrade::Starting(h) | Upgrade::Frozen(h) | Upgrade::Quiescing { handover: h, .. } => {
+            Upgrade::Starting(h)
+            | Upgrade::Frozen(h, _)
+            | Upgrade::Quiescing { handover: h, .. } => {
                 h.poll(now, |tag| resolve(listeners, conns, metrics.as_ref(), tag))
             }
         };
@@ -192,21 +194,27 @@ impl Server {
         let result = handover.send_state(blob, &tags, now, |tag| {
             resolve(listeners, conns, metrics, tag)
         });
-        self.upgrade = Upgrade::Frozen(handover);
+        self.upgrade = Upgrade::Frozen(handover, now);
         self.on_progress(result, now);
     }
 
     /// The new process has everything and Commit is written: it serves from now on. This
     /// process exits without touching any socket (no shutdown, nothing written on drop).
     fn commit(&mut self) -> ! {
-        let pid = match &self.upgrade {
-            Upgrade::Starting(h) | Upgrade::Frozen(h) | Upgrade::Quiescing { handover: h, .. } => {
-                h.pid()
+        let (pid, since) = match &self.upgrade {
+            Upgrade::Frozen(h, since) => (h.pid(), *since),
+            Upgrade::Starting(h) | Upgrade::Quiescing { handover: h, .. } => {
+                (h.pid(), Instant::now())
             }
-            Upgrade::None => 0,
+            Upgrade::None => (0, Instant::now()),
         };
         self.notifier.main_pid(pid);
-        log!(Level::Info, "upgrade: pid {pid} took over; exiting");
+        let frozen = since.elapsed().as_secs_f64() * 1000.0;
+        let peak = peak_rss_kib().map_or(String::new(), |kib| format!(", peak RSS {kib} KiB"));
+        log!(
+            Level::Info,
+            "upgrade: pid {pid} took over after {frozen:.1} ms frozen{peak}; exiting"
+        );
         std::process::exit(0)
     }
 
@@ -216,7 +224,7 @@ impl Server {
         let (handover, was_frozen) = match std::mem::take(&mut self.upgrade) {
             Upgrade::None => return,
             Upgrade::Starting(h) | Upgrade::Quiescing { handover: h, .. } => (h, false),
-            Upgrade::Frozen(h) => (h, true),
+            Upgrade::Frozen(h, _) => (h, true),
         };
         self.chat.set_quiescing(false);
         let pid = handover.pid();
@@ -268,6 +276,13 @@ impl Server {
         );
         Ok(server)
     }
+}
+
+/// This process's peak resident memory (`VmHWM`), for the log.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    line.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 /// The descriptor an upgrade tag names.

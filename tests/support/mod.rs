@@ -72,12 +72,15 @@ struct SharedStderr {
     changed: Condvar,
 }
 
-/// A running `natter` process. Killed (only this child) and reaped on drop.
+/// A running `natter` process. Killed (only this child, and the process an upgrade handed its
+/// sockets to) and reaped on drop.
 pub struct Server {
     /// The first address the server said it listens on.
     pub addr: SocketAddr,
     child: Child,
     stderr: Arc<SharedStderr>,
+    /// The process serving now: the child, or the last process an upgrade started.
+    pid: u32,
 }
 
 impl Server {
@@ -110,10 +113,12 @@ impl Server {
             child.stderr.take().expect("stderr pipe"),
             Arc::clone(&stderr),
         );
+        let pid = child.id();
         let mut server = Server {
             addr: "0.0.0.0:0".parse().expect("placeholder addr"),
             child,
             stderr,
+            pid,
         };
         let line = server
             .try_wait_for_stderr(|l| l.contains("listening on "), START_TIMEOUT)
@@ -122,6 +127,46 @@ impl Server {
             });
         server.addr = parse_listen_line(&line);
         server
+    }
+
+    /// Starts the server on a free loopback port the test picks, with [`BASE_ARGS`]' other
+    /// flags plus `extra_args`, and waits until it accepts connections (for servers that do
+    /// not log their `listening on` line, e.g. at `--log-level warn`).
+    pub fn start_on_free_port(extra_args: &[&str]) -> Server {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter"));
+        cmd.args([
+            "--listen",
+            &addr.to_string(),
+            "--rate",
+            "0",
+            "--max-per-ip",
+            "0",
+        ])
+        .args(extra_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn natter");
+        let stderr = Arc::new(SharedStderr::default());
+        spawn_stderr_drain(
+            child.stderr.take().expect("stderr pipe"),
+            Arc::clone(&stderr),
+        );
+        let deadline = Instant::now() + START_TIMEOUT;
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "{cmd:?} did not start listening");
+            thread::sleep(Duration::from_millis(10));
+        }
+        let pid = child.id();
+        Server {
+            addr,
+            child,
+            stderr,
+            pid,
+        }
     }
 
     /// Every address the server printed in a `listening on ADDR` line so far.
@@ -148,7 +193,17 @@ impl Server {
     /// Like [`Server::wait_for_stderr`], but counts matching lines: waits until at least
     /// `count` lines match.
     pub fn wait_for_stderr_count(&self, count: usize, pred: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + LINE_TIMEOUT;
+        self.wait_for_stderr_count_within(count, pred, LINE_TIMEOUT);
+    }
+
+    /// Like [`Server::wait_for_stderr_count`] with a deadline of `timeout`.
+    pub fn wait_for_stderr_count_within(
+        &self,
+        count: usize,
+        pred: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) {
+        let deadline = Instant::now() + timeout;
         let mut log = self.stderr.log.lock().expect("stderr lock");
         loop {
             if log.lines.iter().filter(|l| pred(l)).count() >= count {
@@ -200,9 +255,67 @@ impl Server {
         log.lines.iter().filter(|l| pred(l)).count()
     }
 
-    /// The child's process id.
+    /// The id of the process serving now (it changes with every upgrade).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
+    }
+
+    /// Sends SIGUSR2 and waits until the new process has taken over and the old one has
+    /// exited with status 0; returns the new process's id.
+    pub fn upgrade(&mut self) -> u32 {
+        let old = self.pid;
+        let started = self.count_stderr(|l| l.contains("upgrade: started"));
+        let took_over = self.count_stderr(|l| l.contains("upgrade: took over"));
+        self.signal("USR2");
+        self.wait_for_stderr_count(took_over + 1, |l| l.contains("upgrade: took over"));
+        self.wait_for_stderr_count(started + 1, |l| l.contains("upgrade: started"));
+        let line = self
+            .stderr_lines()
+            .into_iter()
+            .filter(|l| l.contains("upgrade: started"))
+            .nth(started)
+            .expect("the started line");
+        self.pid = line
+            .rsplit("as pid ")
+            .next()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {line:?}"));
+        if old == self.child.id() {
+            let status = wait_child(&mut self.child, LINE_TIMEOUT).expect("the old process exits");
+            assert!(status.success(), "the old process exited with {status}");
+        } else {
+            wait_gone(old);
+        }
+        self.pid
+    }
+
+    /// Sends SIGUSR2 and waits until the log says the upgrade failed; returns that line. The
+    /// same process goes on serving. (A new process that hangs is given up after 10 s.)
+    pub fn upgrade_fails(&mut self) -> String {
+        let failed = self.count_stderr(|l| l.contains("upgrade failed"));
+        self.signal("USR2");
+        let within = Duration::from_secs(15);
+        self.wait_for_stderr_count_within(failed + 1, |l| l.contains("upgrade failed"), within);
+        self.stderr_lines()
+            .into_iter()
+            .filter(|l| l.contains("upgrade failed"))
+            .nth(failed)
+            .expect("the failure line")
+    }
+
+    /// The serving process's open descriptors and resident memory (`VmRSS`, in KiB).
+    pub fn fds_and_rss_kib(&self) -> (usize, u64) {
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .expect("read /proc/PID/fd")
+            .count();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .expect("read /proc/PID/status");
+        let rss = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS");
+        (fds, rss)
     }
 
     /// Whether the child has not exited yet.
@@ -212,7 +325,7 @@ impl Server {
 
     /// utime + stime of the server process so far, in clock ticks (`/proc/PID/stat`).
     pub fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
             .expect("read /proc/PID/stat");
         // Fields after the command name (which may contain spaces) start at field 3.
         let after = &stat[stat.rfind(')').expect("comm") + 2..];
@@ -230,7 +343,7 @@ impl Server {
     /// Sends signal `name` (e.g. `"INT"`) to this child, by its pid.
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.pid.to_string()])
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{name} failed: {status}");
@@ -246,9 +359,32 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // Only this child, by its handle. Errors mean it has already exited.
+        // Only this child, by its handle, and the process an upgrade started, by its pid.
+        // Errors mean it has already exited.
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.pid != self.child.id() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// Waits until process `pid` (not our child) is gone, at most [`LINE_TIMEOUT`].
+fn wait_gone(pid: u32) {
+    let deadline = Instant::now() + LINE_TIMEOUT;
+    // Not our child: nothing to wait on, so look at /proc (its parent reaps it).
+    while std::path::Path::new(&format!("/proc/{pid}/stat")).exists() {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = state
+            .rfind(')')
+            .is_some_and(|i| state[i + 1..].trim_start().starts_with('Z'));
+        if zombie {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process {pid} did not exit");
+        thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -378,7 +514,11 @@ enum Fill {
 impl Client {
     /// Connects (with TCP_NODELAY, so every `send` is its own segment).
     pub fn connect(addr: impl ToSocketAddrs) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect to natter");
+        Client::from_stream(TcpStream::connect(addr).expect("connect to natter"))
+    }
+
+    /// A client over a socket the test connected itself (e.g. with a small receive buffer).
+    pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_nodelay(true).expect("nodelay");
         stream
             .set_write_timeout(Some(Duration::from_secs(10)))

@@ -52,10 +52,17 @@ impl Fault {
     }
 }
 
-/// Never returns (a hung new process; the old one kills it).
-pub(super) fn hang() -> ! {
+/// Never returns: a hung new process, which the old one kills. It reads nothing and answers
+/// nothing, but it does notice the channel closing: if the old process itself is killed first
+/// (a test that fails), it exits instead of hanging on as an orphan.
+pub(super) fn hang(channel: &std::os::unix::net::UnixStream) -> ! {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let watch = PollFlags::RDHUP | PollFlags::HUP;
     loop {
-        std::thread::park();
+        let mut fds = [PollFd::new(channel, watch)];
+        if poll(&mut fds, None).is_ok() && fds[0].revents().intersects(watch | PollFlags::ERR) {
+            std::process::exit(FAULT_EXIT_CODE);
+        }
     }
 }
 

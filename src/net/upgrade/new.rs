@@ -76,7 +76,7 @@ impl Takeover {
         };
         self.send(&ToOld::Hello(hello), deadline)?;
         if self.fault == Some(Fault::HangBeforeReading) {
-            hang();
+            hang(&self.channel);
         }
         let (state_version, len, within) = match self.next(Some(deadline))? {
             ToNew::State {
@@ -111,7 +111,7 @@ impl Takeover {
     pub(crate) fn confirm(mut self) -> Result<(), UpgradeError> {
         match self.fault {
             Some(Fault::CrashBeforeConfirm) => std::process::exit(FAULT_EXIT_CODE),
-            Some(Fault::Hang) => hang(),
+            Some(Fault::Hang) => hang(&self.channel),
             _ => {}
         }
         self.send(&ToOld::Confirm, Instant::now() + SLACK)?;
