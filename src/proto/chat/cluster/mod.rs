@@ -276,6 +276,13 @@ impl Chat {
             return Ok(());
         }
         c.applied = at;
+        if c.paused {
+            // Redis answers: users hear of it before anything it brings.
+            self.handle_log_resumed();
+        }
+        let Some(c) = &mut self.cluster else {
+            return Ok(());
+        };
         let (header, body) = entry::decode_header(payload)?;
         if header.epoch != c.epoch {
             return Ok(());
