@@ -379,10 +379,11 @@ fn restore(state: StateV1, settings: Settings, now: Instant) -> Result<Chat, Sna
     Ok(chat)
 }
 
+/// Rooms with their members, as a snapshot lists them.
+pub(super) type RoomList = Vec<(RoomName, Vec<(Origin, Nick)>)>;
+
 /// The rooms of a snapshot, with their names and members parsed.
-pub(super) fn rooms_from_v1(
-    rooms: Vec<RoomV1>,
-) -> Result<Vec<(RoomName, Vec<(Origin, Nick)>)>, SnapshotError> {
+pub(super) fn rooms_from_v1(rooms: Vec<RoomV1>) -> Result<RoomList, SnapshotError> {
     let invalid = |what: &str| SnapshotError::Invalid(what.to_string());
     let mut out = Vec::with_capacity(rooms.len());
     for r in rooms {

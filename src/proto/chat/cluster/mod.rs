@@ -289,30 +289,26 @@ impl Chat {
         }
         c.clock.advance(at.ms);
         let now = c.clock.now;
-        match c
+        let admit = c
             .nodes
-            .admit(header.node, header.seq, now, entry::is_rejoin(body))
-        {
-            Admit::Gap => {
-                c.resync = Resync::Wanted;
-                return Ok(());
-            }
-            admit => {
-                for node in c.nodes.expire(now) {
-                    self.node_gone(node);
-                }
-                let result = match admit {
-                    Admit::Apply => self.apply_body(header.node, body),
-                    _ => Ok(()),
-                };
-                if header.node == self.settings.node {
-                    self.own_entry_back(header.seq);
-                }
-                self.after_entry(at);
-                self.finish();
-                result
-            }
+            .admit(header.node, header.seq, now, entry::is_rejoin(body));
+        if admit == Admit::Gap {
+            c.resync = Resync::Wanted;
+            return Ok(());
         }
+        for node in c.nodes.expire(now) {
+            self.node_gone(node);
+        }
+        let result = match admit {
+            Admit::Apply => self.apply_body(header.node, body),
+            _ => Ok(()),
+        };
+        if header.node == self.settings.node {
+            self.own_entry_back(header.seq);
+        }
+        self.after_entry(at);
+        self.finish();
+        result
     }
 
     /// Redis has not answered for a while: logged-in users are told the chat is paused.
