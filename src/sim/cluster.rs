@@ -327,3 +327,33 @@ impl SimCluster {
         Ok(any)
     }
 }
+
+/// Cluster mode's inputs and outputs of one node's model shell.
+impl Sim {
+    /// Cluster mode: an entry read from the shared log.
+    pub fn entry(&mut self, at: LogPos, payload: &[u8]) -> Result<(), SimError> {
+        self.chat
+            .handle_entry(at, payload)
+            .map_err(|e| SimError(format!("entry at {at:?}: {e}")))?;
+        self.after()
+    }
+
+    /// Cluster mode: connected to the log (see [`Chat::handle_cluster_start`]).
+    pub fn cluster_start(&mut self, start: ClusterStart<'_>) -> Result<(), SimError> {
+        self.resync_wanted = false;
+        self.chat
+            .handle_cluster_start(start)
+            .map_err(|e| SimError(format!("cluster start: {e}")))?;
+        self.after()
+    }
+
+    /// Cluster mode: the entries published since the last call, in order.
+    pub fn take_published(&mut self) -> Vec<Bytes> {
+        std::mem::take(&mut self.published)
+    }
+
+    /// Cluster mode: the snapshots handed out to store since the last call.
+    pub fn take_snapshots(&mut self) -> Vec<(LogPos, Bytes)> {
+        std::mem::take(&mut self.snapshots)
+    }
+}

@@ -14,9 +14,7 @@ mod text;
 pub use text::{check_text, forbidden};
 
 use crate::net::peer_of;
-use crate::proto::chat::{
-    Chat, CloseReason, Closed, ClusterStart, ConnId, LogPos, Output, Peer, Settings,
-};
+use crate::proto::chat::{Chat, CloseReason, Closed, ConnId, LogPos, Output, Peer, Settings};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::io::IoSlice;
@@ -353,33 +351,6 @@ impl Sim {
             }
         }
         fail("the core never stops asking for output")
-    }
-
-    /// Cluster mode: an entry read from the shared log.
-    pub fn entry(&mut self, at: LogPos, payload: &[u8]) -> Result<(), SimError> {
-        self.chat
-            .handle_entry(at, payload)
-            .map_err(|e| SimError(format!("entry at {at:?}: {e}")))?;
-        self.after()
-    }
-
-    /// Cluster mode: connected to the log (see [`Chat::handle_cluster_start`]).
-    pub fn cluster_start(&mut self, start: ClusterStart<'_>) -> Result<(), SimError> {
-        self.resync_wanted = false;
-        self.chat
-            .handle_cluster_start(start)
-            .map_err(|e| SimError(format!("cluster start: {e}")))?;
-        self.after()
-    }
-
-    /// Cluster mode: the entries published since the last call, in order.
-    pub fn take_published(&mut self) -> Vec<Bytes> {
-        std::mem::take(&mut self.published)
-    }
-
-    /// Cluster mode: the snapshots handed out to store since the last call.
-    pub fn take_snapshots(&mut self) -> Vec<(LogPos, Bytes)> {
-        std::mem::take(&mut self.snapshots)
     }
 
     /// Everything `id` was sent since the last call.

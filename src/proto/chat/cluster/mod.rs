@@ -20,11 +20,14 @@
 //! directory every few seconds ([`Output::StoreSnapshot`]), once every reader is past it.
 
 mod entry;
+mod node;
 mod nodes;
 mod rejoin;
 mod state;
 
 pub use entry::{ENTRY_VERSION, EntryError};
+pub(super) use node::Cluster;
+use node::Resync;
 pub(super) use state::ClusterV1;
 
 use super::event::Event;
@@ -34,9 +37,9 @@ use super::{Chat, ConnId, Output};
 use crate::proto::names::{Nick, RoomName};
 use crate::proto::reply;
 use bytes::Bytes;
-use entry::{Body, Header};
-use nodes::{Admit, LogClock, Nodes};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use entry::Body;
+use nodes::Admit;
+use std::collections::BTreeMap;
 
 /// How often a node says it is alive (core clock).
 const HEARTBEAT_EVERY_MS: u64 = 1_000;
@@ -68,151 +71,6 @@ pub struct ClusterStart<'a> {
     /// The stored directory snapshot and the position it was taken at; reading goes on
     /// after it.
     pub snapshot: Option<(LogPos, &'a [u8])>,
-}
-
-/// An event of this node on its way through the log.
-struct InFlight {
-    conn: ConnId,
-    body: Vec<u8>,
-}
-
-/// Whether this node must start over from the stored snapshot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Resync {
-    No,
-    /// It must; the shell has not been told yet.
-    Wanted,
-    /// The shell was told ([`Output::Resync`]) and will call [`Chat::handle_cluster_start`].
-    Asked,
-}
-
-/// A node's cluster state. The shared part (`nodes`, `clock`) is the same on every node at
-/// the same log position.
-pub(super) struct Cluster {
-    epoch: u32,
-    started: bool,
-    next_seq: u64,
-    /// The last entry handled.
-    applied: LogPos,
-    clock: LogClock,
-    nodes: Nodes,
-    /// This node's events not yet back from the log, by sequence number.
-    in_flight: BTreeMap<u64, InFlight>,
-    /// How many of them each connection has.
-    waiting: HashMap<ConnId, u32>,
-    /// Local users taken out of the directory until their rejoin comes back: nickname and room.
-    rejoining: BTreeMap<ConnId, (Nick, RoomName)>,
-    rejoin_seq: Option<u64>,
-    publish: VecDeque<Bytes>,
-    /// A snapshot taken, waiting for every reader to be past it.
-    snapshot_due: Option<(LogPos, Bytes)>,
-    snapshot_ready: Option<(LogPos, Bytes)>,
-    last_snapshot_ms: u64,
-    next_heartbeat_ms: u64,
-    /// The "chat paused" notice was sent.
-    paused: bool,
-    /// No new event may start (an upgrade waits for the log to be quiet).
-    quiescing: bool,
-    quiesced: Vec<ConnId>,
-    resync: Resync,
-}
-
-impl Cluster {
-    pub(super) fn new() -> Cluster {
-        Cluster {
-            epoch: 0,
-            started: false,
-            next_seq: 1,
-            applied: LogPos::ZERO,
-            clock: LogClock::default(),
-            nodes: Nodes::default(),
-            in_flight: BTreeMap::new(),
-            waiting: HashMap::new(),
-            rejoining: BTreeMap::new(),
-            rejoin_seq: None,
-            publish: VecDeque::new(),
-            snapshot_due: None,
-            snapshot_ready: None,
-            last_snapshot_ms: 0,
-            next_heartbeat_ms: 0,
-            paused: false,
-            quiescing: false,
-            quiesced: Vec::new(),
-            resync: Resync::No,
-        }
-    }
-
-    /// Whether `id` waits for the log (an event on its way, or its rejoin).
-    pub(super) fn is_waiting(&self, id: ConnId) -> bool {
-        self.waiting.contains_key(&id) || self.rejoining.contains_key(&id)
-    }
-
-    pub(super) fn is_rejoining(&self, id: ConnId) -> bool {
-        self.rejoining.contains_key(&id)
-    }
-
-    /// Whether anything of this node is on its way through the log (an upgrade must wait).
-    fn busy(&self) -> bool {
-        !self.started
-            || self.resync != Resync::No
-            || !self.in_flight.is_empty()
-            || !self.publish.is_empty()
-            || self.rejoin_seq.is_some()
-    }
-
-    fn publishing(&self) -> bool {
-        self.started && self.resync == Resync::No
-    }
-
-    /// Gives `body` the next sequence number and queues it for the log (kept back while the
-    /// node cannot publish); an event of connection `conn` is kept until it comes back.
-    fn queue(&mut self, node: u32, conn: Option<ConnId>, body: Vec<u8>) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        if self.publishing() {
-            let header = Header {
-                epoch: self.epoch,
-                node,
-                seq,
-            };
-            self.publish
-                .push_back(Bytes::from(entry::encode(header, &body)));
-        }
-        if let Some(conn) = conn {
-            *self.waiting.entry(conn).or_default() += 1;
-            self.in_flight.insert(seq, InFlight { conn, body });
-        }
-        seq
-    }
-
-    /// Queues every event still on its way again, in order, under new sequence numbers.
-    fn republish(&mut self, node: u32) {
-        let old = std::mem::take(&mut self.in_flight);
-        self.waiting.clear();
-        for f in old.into_values() {
-            self.queue(node, Some(f.conn), f.body);
-        }
-    }
-
-    /// Event `seq` of this node came back: returns its connection if it waits no more.
-    fn back(&mut self, seq: u64) -> Vec<ConnId> {
-        let mut done = Vec::new();
-        if let Some(f) = self.in_flight.remove(&seq) {
-            if let Some(n) = self.waiting.get_mut(&f.conn) {
-                *n -= 1;
-                if *n == 0 {
-                    self.waiting.remove(&f.conn);
-                }
-            }
-            done.push(f.conn);
-        }
-        if self.rejoin_seq == Some(seq) {
-            self.rejoin_seq = None;
-            done.extend(std::mem::take(&mut self.rejoining).into_keys());
-        }
-        done.retain(|&id| !self.is_waiting(id));
-        done
-    }
 }
 
 impl Chat {
@@ -374,7 +232,7 @@ impl Chat {
     pub(super) fn publish_event(&mut self, event: Event<'_>) {
         let node = self.settings.node;
         if let Some(c) = &mut self.cluster {
-            c.queue(node, Some(event.origin().conn), entry::event_body(&event));
+            c.queue(node, Some(event.origin().conn), &entry::event_body(&event));
         }
     }
 
@@ -404,7 +262,7 @@ impl Chat {
             c.next_heartbeat_ms = now_ms + HEARTBEAT_EVERY_MS;
             if c.publishing() {
                 let body = entry::heartbeat_body(c.applied);
-                c.queue(node, None, body);
+                c.queue(node, None, &body);
             }
         }
     }

@@ -42,7 +42,7 @@ impl Chat {
                 .map(|(&conn, &(nick, room))| RejoinUser { conn, nick, room })
                 .collect(),
         };
-        let seq = c.queue(node, None, entry::rejoin_body(&rejoin));
+        let seq = c.queue(node, None, &entry::rejoin_body(&rejoin));
         c.rejoin_seq = Some(seq);
         c.republish(node);
         for u in &rejoin.users {
