@@ -363,6 +363,61 @@ fn a_node_that_fell_behind_a_trim_starts_over_and_its_users_rejoin() {
     c.c.check_agree().unwrap();
 }
 
+#[test]
+fn an_upgraded_node_waits_for_its_events_then_carries_its_cluster_state_over() {
+    let mut c = Cluster::new(2);
+    let alice = c.login(0, "alice");
+    let bob = c.login(1, "bob");
+    c.text(0, alice);
+    // An event on its way: the state cannot be exported yet.
+    c.c.sim(0).input(alice, b"first\r\n").unwrap();
+    assert!(c.c.sim(0).chat().log_busy());
+    let now = c.c.sim(0).now();
+    assert!(c.c.sim(0).chat().export(now).is_err());
+    c.c.settle().unwrap();
+    // Quiescing: new lines wait, nothing is on its way, the state goes over.
+    c.c.sim(0).chat_mut().set_quiescing(true);
+    c.c.sim(0).input(alice, b"second\r\n").unwrap();
+    c.c.settle().unwrap();
+    assert!(!c.c.sim(0).chat().log_busy());
+    assert_eq!(c.text(1, bob), lines(&["<alice> first"]), "second waits");
+    c.c.sim(0).restart().unwrap();
+    assert_eq!(c.c.sim(0).restarts, 1);
+    c.c.sim(0).chat_mut().handle_upgraded();
+    c.c.sim(0).after().unwrap();
+    c.c.settle().unwrap();
+    assert_eq!(c.text(0, alice), lines(&["*** Server upgraded."]));
+    assert_eq!(c.text(1, bob), lines(&["<alice> second"]));
+    c.send(1, bob, "/who");
+    assert_eq!(
+        c.text(1, bob),
+        lines(&["*** 2 users in #lobby: alice, bob"])
+    );
+    c.advance(12_000);
+    assert_eq!(
+        c.text(1, bob),
+        "",
+        "the upgraded node heartbeats on: nobody is gone"
+    );
+    c.c.check_agree().unwrap();
+}
+
+#[test]
+fn chat_paused_and_resumed_reach_logged_in_users_only() {
+    let mut c = Cluster::new(1);
+    let alice = c.login(0, "alice");
+    let waiting = c.connect(0);
+    c.text(0, waiting);
+    c.c.sim(0).chat_mut().handle_log_stalled();
+    c.c.sim(0).chat_mut().handle_log_stalled();
+    c.c.sim(0).after().unwrap();
+    assert_eq!(c.text(0, alice), lines(&["*** Chat paused: reconnecting."]));
+    assert_eq!(c.text(0, waiting), "");
+    c.c.sim(0).chat_mut().handle_log_resumed();
+    c.c.sim(0).after().unwrap();
+    assert_eq!(c.text(0, alice), lines(&["*** Chat resumed."]));
+}
+
 // ---- the union of the nodes' outputs is what one server gives ----
 
 #[derive(Clone, Debug)]
