@@ -128,23 +128,62 @@ fn users_on_different_nodes_chat_as_on_one_server() {
 }
 
 #[test]
-fn input_waits_for_its_event_and_keeps_its_order() {
+fn lines_pipeline_through_the_log_and_replies_keep_their_order() {
     let mut c = Cluster::new(2);
     let alice = c.login(0, "alice");
     let bob = c.login(1, "bob");
     c.text(0, alice);
-    // Three lines in one read: each waits for the one before it to come back from the log.
-    c.c.sim(1).input(bob, b"one\r\n/help\r\ntwo\r\n").unwrap();
-    assert!(!c.c.sim(1).chat().wants_input(bob), "held for the log");
+    // One read: every line goes into the log at once, in one entry; /help waits for 'one'
+    // to come back.
+    let before = c.c.log.len();
+    c.c.sim(1)
+        .input(bob, b"one\r\n/help\r\n/who\r\n/bogus\r\ntwo\r\n")
+        .unwrap();
+    assert!(
+        c.c.sim(1).chat().wants_input(bob),
+        "not held: the log keeps the order"
+    );
     assert_eq!(
         c.text(1, bob),
         "",
         "not even /help answers before 'one' is applied"
     );
     c.c.settle().unwrap();
+    assert_eq!(c.c.log.len(), before + 1, "one entry for the whole read");
     assert_eq!(c.text(0, alice), lines(&["<bob> one", "<bob> two"]));
-    assert!(c.text(1, bob).starts_with("*** Commands:"));
-    assert!(c.c.sim(1).chat().wants_input(bob));
+    let help: String = natter::proto::reply::HELP
+        .iter()
+        .map(|l| format!("*** {l}\r\n"))
+        .collect();
+    assert_eq!(
+        c.text(1, bob),
+        format!(
+            "{help}{}",
+            lines(&[
+                "*** 2 users in #lobby: alice, bob",
+                "!!! Unknown command /bogus. Type /help for a list."
+            ])
+        )
+    );
+}
+
+#[test]
+fn a_login_holds_the_input_that_follows_until_its_outcome_is_known() {
+    let mut c = Cluster::new(2);
+    let _alice = c.login(0, "alice");
+    let bob = c.connect(1);
+    c.text(1, bob);
+    c.c.sim(1).input(bob, b"alice\r\nbob\r\nhi\r\n").unwrap();
+    assert!(
+        !c.c.sim(1).chat().wants_input(bob),
+        "held until the login is decided"
+    );
+    c.c.settle().unwrap();
+    assert_eq!(
+        c.text(1, bob),
+        "!!! The nickname alice is already taken.\r\nYour nickname: \
+         *** Welcome, bob! You are in #lobby.\r\n"
+    );
 }
 
 #[test]

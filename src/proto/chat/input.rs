@@ -107,7 +107,7 @@ impl Chat {
                 }
             },
             TelnetEvent::Reply(refusal) => {
-                self.outbox.send(id, |b| b.put_slice(&refusal));
+                self.reply_local(id, |b| b.put_slice(&refusal));
                 Step::Replied
             }
             TelnetEvent::Interrupt => {
@@ -120,7 +120,7 @@ impl Chat {
                 }
             }
             TelnetEvent::AreYouThere => {
-                self.outbox.send(id, reply::still_here);
+                self.reply_local(id, reply::still_here);
                 Step::Replied
             }
             TelnetEvent::EraseChar => {
@@ -137,8 +137,8 @@ impl Chat {
     /// Unholds `id`, processes the input it held, and tells the shell to read again unless
     /// that input held it once more.
     pub(super) fn release_held_input(&mut self, id: ConnId) {
-        if self.cluster.as_ref().is_some_and(|c| c.is_waiting(id)) {
-            // Its event is still on its way: the log resumes it (`resume_after_log`).
+        if self.cluster.as_ref().is_some_and(|c| c.blocks(id)) {
+            // It still waits for the log: the log resumes it (`resume_after_log`).
             if let Some(s) = self.sessions.open_mut(id) {
                 s.hold = Hold::Event;
             }
@@ -276,12 +276,12 @@ impl Chat {
                 });
                 self.text_buf = text;
             }
-            Input::Command(Command::Help) => self.outbox.send(id, reply::help),
+            Input::Command(Command::Help) => self.reply_local(id, reply::help),
             Input::Command(Command::Quit(reason)) => self.quit(id, reason),
-            Input::Usage(usage) => self.outbox.send(id, |b| reply::usage(b, usage.form())),
-            Input::BadName(e) => self.outbox.send(id, |b| reply::bad_name(b, e)),
-            Input::NoSuchUser(word) => self.outbox.send(id, |b| reply::no_such_user(b, word)),
-            Input::Unknown(word) => self.outbox.send(id, |b| reply::unknown_command(b, word)),
+            Input::Usage(usage) => self.reply_local(id, |b| reply::usage(b, usage.form())),
+            Input::BadName(e) => self.reply_local(id, |b| reply::bad_name(b, e)),
+            Input::NoSuchUser(word) => self.reply_local(id, |b| reply::no_such_user(b, word)),
+            Input::Unknown(word) => self.reply_local(id, |b| reply::unknown_command(b, word)),
         }
     }
 
@@ -334,7 +334,7 @@ impl Chat {
             .sessions
             .get(id)
             .is_some_and(|s| s.phase != Phase::Chatting);
-        self.outbox.send(id, |b| {
+        self.reply_local(id, |b| {
             reply::line_too_long(b, max_line);
             if at_prompt {
                 b.put_slice(reply::PROMPT);

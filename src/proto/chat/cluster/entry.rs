@@ -1,16 +1,19 @@
 //! The entries of the shared log: what one node tells every node, as bytes.
 //!
 //! # Format
-//! One byte, the format version ([`ENTRY_VERSION`]), then a header and a body, each encoded
-//! with postcard (varint integers, length-prefixed strings, enums as a varint index). The
-//! header is decoded on its own, so an entry whose body this program cannot read still counts
-//! in its author's sequence. The transfer structs below are kept apart from the core's types
-//! on purpose: a refactor of the core cannot change what travels between nodes.
+//! One byte, the format version ([`ENTRY_VERSION`]), then a header, the number of bodies and
+//! the bodies, each encoded with postcard (varint integers, length-prefixed strings, enums as
+//! a varint index). The header is decoded on its own, so an entry whose bodies this program
+//! cannot read still counts in its author's sequence. The transfer structs below are kept
+//! apart from the core's types on purpose: a refactor of the core cannot change what travels
+//! between nodes.
 //!
 //! - Header: the epoch tag of the log it was written for, the author's node id and its
-//!   sequence number (per node, only growing: the core drops a number it has applied).
-//! - Body: one event of a connection (with its text already cleaned), a heartbeat (how far
-//!   the author has read), or a rejoin (the author's users, re-announced).
+//!   sequence number (per node, one more per entry: the core drops a number it has applied,
+//!   and sees a missing one).
+//! - Bodies, applied in order: an event of a connection (with its text already cleaned), a
+//!   heartbeat (how far the author has read), or a rejoin (the author's users, re-announced;
+//!   always an entry's first body).
 
 use super::LogPos;
 use crate::proto::chat::ConnId;
@@ -154,12 +157,17 @@ pub(crate) enum Body<'a> {
     Rejoin(Rejoin),
 }
 
-/// Encodes an entry from its header and an already encoded body.
-pub(crate) fn encode(header: Header, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![ENTRY_VERSION];
+/// Encodes an entry from its header and already encoded bodies.
+pub(crate) fn encode(header: Header, bodies: &[&[u8]]) -> Vec<u8> {
+    let size: usize = bodies.iter().map(|b| b.len()).sum();
+    let mut out = Vec::with_capacity(size + 24);
+    out.push(ENTRY_VERSION);
     // Encoding into a Vec cannot fail for these types.
-    out = postcard::to_extend(&header, out).unwrap_or_else(|_| vec![ENTRY_VERSION]);
-    out.extend_from_slice(body);
+    out = postcard::to_extend(&header, out).unwrap_or_default();
+    out = postcard::to_extend(&(bodies.len() as u32), out).unwrap_or_default();
+    for body in bodies {
+        out.extend_from_slice(body);
+    }
     out
 }
 
@@ -229,7 +237,7 @@ pub(crate) fn rejoin_body(rejoin: &Rejoin) -> Vec<u8> {
     })
 }
 
-/// Decodes an entry's header, and returns the rest (the body) undecoded.
+/// Decodes an entry's header, and returns the rest (the bodies) undecoded.
 pub(crate) fn decode_header(payload: &[u8]) -> Result<(Header, &[u8]), EntryError> {
     let (&version, rest) = payload.split_first().ok_or(EntryError::Empty)?;
     if version != ENTRY_VERSION {
@@ -238,8 +246,42 @@ pub(crate) fn decode_header(payload: &[u8]) -> Result<(Header, &[u8]), EntryErro
     Ok(postcard::take_from_bytes::<Header>(rest)?)
 }
 
-/// Decodes a body written by `node`.
-pub(crate) fn decode_body(node: u32, body: &[u8]) -> Result<Body<'_>, EntryError> {
+/// The bodies of an entry written by `node`, decoded one by one (after one that does not
+/// decode, the rest cannot be found: it is the last).
+pub(crate) fn bodies(node: u32, rest: &[u8]) -> impl Iterator<Item = Result<Body<'_>, EntryError>> {
+    let (mut left, mut rest, mut error) = match postcard::take_from_bytes::<u32>(rest) {
+        Ok((count, rest)) => (count, rest, None),
+        Err(e) => (0, &[][..], Some(EntryError::Encoding(e))),
+    };
+    std::iter::from_fn(move || {
+        if let Some(e) = error.take() {
+            return Some(Err(e));
+        }
+        if left == 0 {
+            return None;
+        }
+        left -= 1;
+        match postcard::take_from_bytes::<BodyV1<'_>>(rest) {
+            Ok((body, more)) => {
+                rest = more;
+                Some(typed(node, body))
+            }
+            Err(e) => {
+                left = 0;
+                Some(Err(EntryError::Encoding(e)))
+            }
+        }
+    })
+}
+
+/// Decodes one body written by `node` (for tests).
+#[cfg(test)]
+fn decode_body(node: u32, body: &[u8]) -> Result<Body<'_>, EntryError> {
+    typed(node, postcard::from_bytes::<BodyV1<'_>>(body)?)
+}
+
+/// A body as the core's types.
+fn typed(node: u32, body: BodyV1<'_>) -> Result<Body<'_>, EntryError> {
     let origin = |c: ConnV1| Origin {
         node,
         conn: ConnId {
@@ -249,7 +291,7 @@ pub(crate) fn decode_body(node: u32, body: &[u8]) -> Result<Body<'_>, EntryError
     };
     let nick = |s: &str| parse_nick(s).map_err(|_| EntryError::Invalid("nickname"));
     let room = |s: &str| parse_room(s).map_err(|_| EntryError::Invalid("room name"));
-    let event = match postcard::from_bytes::<BodyV1<'_>>(body)? {
+    let event = match body {
         BodyV1::Login { conn, nick: n } => Event::Login {
             who: origin(conn),
             nick: n.map(nick).transpose()?,
@@ -323,10 +365,11 @@ pub(crate) fn decode_body(node: u32, body: &[u8]) -> Result<Body<'_>, EntryError
     Ok(Body::Event(event))
 }
 
-/// Whether a body is a rejoin (without decoding the rest of it): postcard writes the variant
-/// index first, as one byte for these few variants.
-pub(crate) fn is_rejoin(body: &[u8]) -> bool {
-    body.first() == Some(&REJOIN_TAG)
+/// Whether an entry's first body is a rejoin (without decoding it): postcard writes the
+/// variant index first, as one byte for these few variants.
+pub(crate) fn starts_with_rejoin(rest: &[u8]) -> bool {
+    postcard::take_from_bytes::<u32>(rest)
+        .is_ok_and(|(count, bodies)| count > 0 && bodies.first() == Some(&REJOIN_TAG))
 }
 
 /// The variant index of `BodyV1::Rejoin`.
@@ -365,13 +408,18 @@ mod tests {
             node: 4,
             seq: 77,
         };
-        let bytes = encode(header, &event_body(&event));
-        let (h, body) = decode_header(&bytes).unwrap();
+        let body = event_body(&event);
+        let bytes = encode(header, &[&body, &body]);
+        let (h, rest) = decode_header(&bytes).unwrap();
         assert_eq!(h, header);
-        assert!(!is_rejoin(body));
-        match decode_body(4, body).unwrap() {
-            Body::Event(e) => assert_eq!(e, event),
-            other => panic!("{other:?}"),
+        assert!(!starts_with_rejoin(rest));
+        let got: Vec<_> = bodies(4, rest).collect();
+        assert_eq!(got.len(), 2);
+        for b in got {
+            match b.unwrap() {
+                Body::Event(e) => assert_eq!(e, event),
+                other => panic!("{other:?}"),
+            }
         }
     }
 
@@ -426,8 +474,15 @@ mod tests {
             }],
         };
         let body = rejoin_body(&rejoin);
-        assert!(is_rejoin(&body));
         assert!(matches!(decode_body(1, &body), Ok(Body::Rejoin(r)) if r == rejoin));
+        let header = Header {
+            epoch: 1,
+            node: 1,
+            seq: 1,
+        };
+        let bytes = encode(header, &[&body, &heartbeat_body(applied)]);
+        let (_, rest) = decode_header(&bytes).unwrap();
+        assert!(starts_with_rejoin(rest));
     }
 
     #[test]
@@ -459,5 +514,18 @@ mod tests {
             Err(EntryError::Invalid("nickname"))
         ));
         assert!(decode_body(1, &[200]).is_err());
+        let header = Header {
+            epoch: 1,
+            node: 1,
+            seq: 1,
+        };
+        let bytes = encode(header, &[&heartbeat_body(LogPos::ZERO), &[200], &[0]]);
+        let (_, rest) = decode_header(&bytes).unwrap();
+        let got: Vec<bool> = bodies(1, rest).map(|b| b.is_ok()).collect();
+        assert_eq!(
+            got,
+            [true, false],
+            "nothing after a body that does not decode"
+        );
     }
 }

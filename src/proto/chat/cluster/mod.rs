@@ -27,7 +27,7 @@ mod state;
 
 pub use entry::{ENTRY_VERSION, EntryError};
 pub(super) use node::Cluster;
-use node::Resync;
+use node::{Resync, Sent};
 pub(super) use state::ClusterV1;
 
 use super::event::Event;
@@ -36,7 +36,7 @@ use super::timers::TimerKind;
 use super::{Chat, ConnId, Output};
 use crate::proto::names::{Nick, RoomName};
 use crate::proto::reply;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use entry::Body;
 use nodes::Admit;
 use std::collections::BTreeMap;
@@ -111,12 +111,11 @@ impl Chat {
         c.nodes = log.nodes;
         c.resync = Resync::No;
         c.rejoining = users;
-        c.rejoin_seq = None;
-        c.publish.clear();
+        c.forget_published();
         c.snapshot_due = None;
         c.last_snapshot_ms = at.ms;
         c.next_heartbeat_ms = self.now_ms;
-        let announce = !c.rejoining.is_empty() || previous.is_some() || !c.in_flight.is_empty();
+        let announce = !c.rejoining.is_empty() || previous.is_some() || c.busy();
         if announce {
             self.announce(previous, guests);
         }
@@ -141,15 +140,18 @@ impl Chat {
         let Some(c) = &mut self.cluster else {
             return Ok(());
         };
-        let (header, body) = entry::decode_header(payload)?;
+        let (header, rest) = entry::decode_header(payload)?;
         if header.epoch != c.epoch {
             return Ok(());
         }
         c.clock.advance(at.ms);
         let now = c.clock.now;
-        let admit = c
-            .nodes
-            .admit(header.node, header.seq, now, entry::is_rejoin(body));
+        let admit = c.nodes.admit(
+            header.node,
+            header.seq,
+            now,
+            entry::starts_with_rejoin(rest),
+        );
         if admit == Admit::Gap {
             c.resync = Resync::Wanted;
             return Ok(());
@@ -157,13 +159,15 @@ impl Chat {
         for node in c.nodes.expire(now) {
             self.node_gone(node);
         }
+        let sent = if header.node == self.settings.node {
+            c_unpack(&mut self.cluster, header.seq)
+        } else {
+            Vec::new()
+        };
         let result = match admit {
-            Admit::Apply => self.apply_body(header.node, body),
+            Admit::Apply => self.apply_bodies(header.node, rest, &sent),
             _ => Ok(()),
         };
-        if header.node == self.settings.node {
-            self.own_entry_back(header.seq);
-        }
         self.after_entry(at);
         self.finish();
         result
@@ -230,16 +234,22 @@ impl Chat {
 
     /// Hands an event to the log: it is applied when it comes back.
     pub(super) fn publish_event(&mut self, event: Event<'_>) {
-        let node = self.settings.node;
         if let Some(c) = &mut self.cluster {
-            c.queue(node, Some(event.origin().conn), &entry::event_body(&event));
+            // What follows a login or a quit depends on its outcome: the input waits for it.
+            let blocking = matches!(
+                event,
+                Event::Login { .. } | Event::Quit { .. } | Event::Leave { .. }
+            );
+            let conn = event.origin().conn;
+            c.queue_event(conn, blocking, entry::event_body(&event));
         }
     }
 
     /// The next output of cluster mode, if any.
     pub(super) fn poll_cluster(&mut self) -> Option<Output> {
+        let node = self.settings.node;
         let c = self.cluster.as_mut()?;
-        if let Some(payload) = c.publish.pop_front() {
+        if let Some(payload) = c.pack(node) {
             return Some(Output::Publish(payload));
         }
         if let Some((at, blob)) = c.snapshot_ready.take() {
@@ -254,15 +264,14 @@ impl Chat {
 
     /// Sends a heartbeat when one is due.
     pub(super) fn heartbeat(&mut self) {
-        let (node, now_ms) = (self.settings.node, self.now_ms);
+        let now_ms = self.now_ms;
         let Some(c) = &mut self.cluster else {
             return;
         };
         if c.started && c.next_heartbeat_ms <= now_ms {
             c.next_heartbeat_ms = now_ms + HEARTBEAT_EVERY_MS;
             if c.publishing() {
-                let body = entry::heartbeat_body(c.applied);
-                c.queue(node, None, &body);
+                c.queue_heartbeat(entry::heartbeat_body(c.applied));
             }
         }
     }
@@ -281,10 +290,10 @@ impl Chat {
         let Some(c) = &mut self.cluster else {
             return false;
         };
-        if c.quiescing && !c.is_waiting(id) {
+        if c.quiescing && !c.blocks(id) {
             c.quiesced.push(id);
         }
-        c.quiescing || c.is_waiting(id)
+        c.quiescing || c.blocks(id)
     }
 
     /// A connection that waited for the log may go on: its held input is processed, unless
@@ -306,26 +315,51 @@ impl Chat {
         }
     }
 
-    fn apply_body(&mut self, node: u32, body: &[u8]) -> Result<(), EntryError> {
-        match entry::decode_body(node, body)? {
-            Body::Event(event) => self.apply(event),
-            Body::Heartbeat { applied } => {
-                if let Some(c) = &mut self.cluster {
-                    c.nodes.set_applied(node, applied);
+    /// Applies the bodies of an entry of `node`, in order; when the entry is this node's, what
+    /// each body was (`sent`) comes back after it.
+    fn apply_bodies(&mut self, node: u32, rest: &[u8], sent: &[Sent]) -> Result<(), EntryError> {
+        for (i, body) in entry::bodies(node, rest).enumerate() {
+            match body? {
+                Body::Event(event) => self.apply(event),
+                Body::Heartbeat { applied } => {
+                    if let Some(c) = &mut self.cluster {
+                        c.nodes.set_applied(node, applied);
+                    }
                 }
+                Body::Rejoin(rejoin) => self.apply_rejoin(node, rejoin),
             }
-            Body::Rejoin(rejoin) => self.apply_rejoin(node, rejoin),
+            if let Some(&what) = sent.get(i) {
+                self.own_body_back(what);
+            }
         }
         Ok(())
     }
 
-    /// One of this node's entries came back: connections that waited for it go on.
-    fn own_entry_back(&mut self, seq: u64) {
+    /// One body of this node's came back: the replies kept for it go out, and connections
+    /// that waited for it go on.
+    fn own_body_back(&mut self, what: Sent) {
         let Some(c) = &mut self.cluster else {
             return;
         };
-        for id in c.back(seq) {
+        let (after, resume) = c.back(what);
+        if let Some((id, bytes)) = after {
+            self.outbox.send(id, |b| b.put_slice(&bytes));
+        }
+        for id in resume {
             self.resume_after_log(id);
+        }
+    }
+
+    /// A reply to `id` that needs nothing shared: sent now, or, while events of `id` are on
+    /// their way through the log, once the last of them is back (replies keep the order of
+    /// the lines).
+    pub(super) fn reply_local(&mut self, id: ConnId, f: impl FnOnce(&mut bytes::BytesMut)) {
+        if let Some(kept) = self.cluster.as_mut().and_then(|c| c.deferred(id)) {
+            let mut b = bytes::BytesMut::new();
+            f(&mut b);
+            kept.extend_from_slice(&b);
+        } else {
+            self.outbox.send(id, f);
         }
     }
 
@@ -387,4 +421,9 @@ impl Chat {
         }
         self.finish();
     }
+}
+
+/// What this node's entry `seq` carries (nothing in standalone mode).
+fn c_unpack(cluster: &mut Option<Cluster>, seq: u64) -> Vec<Sent> {
+    cluster.as_mut().map(|c| c.unpack(seq)).unwrap_or_default()
 }

@@ -29,7 +29,6 @@ impl Chat {
     /// Publishes a rejoin of the users waiting to rejoin (their input is held until it comes
     /// back), then every event still on its way, again, after it.
     pub(super) fn announce(&mut self, previous: Option<u32>, guests: u64) {
-        let node = self.settings.node;
         let Some(c) = &mut self.cluster else {
             return;
         };
@@ -42,9 +41,7 @@ impl Chat {
                 .map(|(&conn, &(nick, room))| RejoinUser { conn, nick, room })
                 .collect(),
         };
-        let seq = c.queue(node, None, &entry::rejoin_body(&rejoin));
-        c.rejoin_seq = Some(seq);
-        c.republish(node);
+        c.queue_rejoin(entry::rejoin_body(&rejoin));
         for u in &rejoin.users {
             if let Some(s) = self.sessions.open_mut(u.conn)
                 && s.hold == Hold::Reading
