@@ -493,7 +493,7 @@ mod tests {
             node: 3,
             seq: 1_000_000,
         };
-        let bytes = encode(header, &event_body(&Event::Say { who: who(), text }));
+        let bytes = encode(header, &[&event_body(&Event::Say { who: who(), text })]);
         assert!(bytes.len() <= text.len() + 20, "{} bytes", bytes.len());
     }
 
