@@ -40,7 +40,11 @@ impl RedisLog {
         // Redis holds whatever came meanwhile and one reply carries it all (sent at once, the
         // XREAD would block and be answered with the first new entry alone).
         let result = replies.and(io.map_err(Fault::Conn)).and_then(|()| {
-            let flushed = if writer { self.flush_link(writer, now) } else { Ok(()) };
+            let flushed = if writer {
+                self.flush_link(writer, now)
+            } else {
+                Ok(())
+            };
             flushed.map_err(Fault::Conn)
         });
         if let Err(fault) = result {
