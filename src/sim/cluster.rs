@@ -338,7 +338,7 @@ impl Sim {
         self.after()
     }
 
-    /// Cluster mode: connected to the log (see [`Chat::handle_cluster_start`]).
+    /// Cluster mode: connected to the log (see `Chat::handle_cluster_start`).
     pub fn cluster_start(&mut self, start: ClusterStart<'_>) -> Result<(), SimError> {
         self.resync_wanted = false;
         self.chat

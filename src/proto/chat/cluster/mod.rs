@@ -1,14 +1,16 @@
 //! Cluster mode: every node applies the same events in the order of one shared log.
 //!
-//! In cluster mode an event is not applied when it is made: it is encoded into an entry
-//! ([`entry`]) and handed to the shell ([`Output::Publish`]), which appends it to the log; the
-//! connection's input is held meanwhile, so each user's lines keep their order. Every node
-//! reads every entry back in log order ([`Chat::handle_entry`]) and applies it, so every node
-//! decides the same and holds the same directory; each writes only to its own connections.
+//! In cluster mode an event is not applied when it is made: it is encoded (`entry`), and
+//! everything a node makes in one loop turn goes to the shell as one entry
+//! ([`Output::Publish`]), which appends it to the log. Every node reads every entry back in log
+//! order ([`Chat::handle_entry`]) and applies its events, so every node decides the same and
+//! holds the same directory; each writes only to its own connections. A connection's lines
+//! keep their order: the log keeps it, a reply given at once waits behind the connection's
+//! events on their way, and a login or a quit holds the input that follows (`node`).
 //!
 //! Around the events, the log also carries:
 //! - **heartbeats**, once a second from every node, saying how far it has read. A node silent
-//!   for more than 10 s of log time is gone ([`nodes`]): every node removes its users at the
+//!   for more than 10 s of log time is gone (`nodes`): every node removes its users at the
 //!   same entry, in the same order.
 //! - **rejoins**: a node that sees its own death applied (it was stopped, or cut off from
 //!   Redis), or whose log started over (Redis restarted empty, or it read past a gap),
