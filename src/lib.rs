@@ -24,8 +24,8 @@
 //! the room?) is decided when it is applied, so the core is deterministic given the order of
 //! events. Standalone, an event is applied as soon as it is made; a cluster node publishes it
 //! to a shared log (a Redis stream) and applies it, like every other node, when it reads it
-//! back ([`proto::chat::cluster`]); the connection's input waits meanwhile, so each user's lines
-//! keep their order. Telnet, framing, flood control and output queues stay per connection and
+//! back ([`proto::chat::cluster`]); each user's lines keep their order (the log keeps it, and a
+//! reply given at once waits behind the user's events on their way). Telnet, framing, flood control and output queues stay per connection and
 //! per node; each node writes only to its own connections.
 //!
 //! # Drain rule
