@@ -36,6 +36,11 @@ Options:
                          (HOST:PORT or the path of a Unix socket) [default: standalone]
   --cluster NAME         the cluster's name: nodes on one Redis with the same name share a chat
                          (letters, digits, _ - .) [default: natter]
+  --tls-listen ADDR      also listen there for TLS (repeatable); needs --tls-cert and --tls-key
+  --tls-cert FILE        PEM certificate chain, the server's certificate first
+  --tls-key FILE         PEM private key (PKCS#8, SEC1 or PKCS#1), not encrypted
+  --tls-handshake-timeout SECS
+                         close a TLS connection whose handshake is not done by then [default: 10]
   -h, --help             print this help
   -V, --version          print the version
 ";
@@ -83,6 +88,21 @@ pub struct Config {
     pub redis: Option<String>,
     /// The cluster's name (`--cluster`): its keys in Redis are `natter:{NAME}:...`.
     pub cluster: String,
+    /// Addresses to listen on for TLS connections (then `tls` is set).
+    pub tls_listen: Vec<SocketAddr>,
+    /// The certificate and key, when `tls_listen` is not empty.
+    pub tls: Option<TlsFiles>,
+    /// How long a TLS connection may take from accept to the end of its handshake.
+    pub tls_handshake_timeout: Duration,
+}
+
+/// Where the TLS certificate chain and private key are (read at start and on SIGHUP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `--tls-cert`: PEM, the server's certificate first.
+    pub cert: PathBuf,
+    /// `--tls-key`: PEM private key.
+    pub key: PathBuf,
 }
 
 impl Default for Config {
@@ -110,6 +130,9 @@ impl Default for Config {
             motd: None,
             redis: None,
             cluster: "natter".to_string(),
+            tls_listen: Vec::new(),
+            tls: None,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -170,6 +193,9 @@ pub enum ConfigError {
     /// An unknown `--log-level`.
     #[error("--log-level: {0}")]
     LogLevel(crate::net::log::LevelError),
+    /// `--tls-listen` without `--tls-cert` or `--tls-key`.
+    #[error("--tls-listen needs {0} FILE")]
+    TlsMissing(&'static str),
     /// The MOTD file cannot be read.
     #[error("cannot read --motd {path}: {source}")]
     Motd {
@@ -225,12 +251,39 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Action, ConfigError> {
     c.metrics_listen = last(&mut args, "--metrics-listen")?;
     c.redis = last(&mut args, "--redis")?;
     c.cluster = last(&mut args, "--cluster")?.unwrap_or(c.cluster);
+    parse_tls(&mut args, &mut c)?;
     let rest = args.finish();
     if let Some(first) = rest.into_iter().next() {
         return Err(ConfigError::Unknown(first));
     }
     validate(&c)?;
     Ok(Action::Run(Box::new(c)))
+}
+
+/// The TLS flags: the certificate and key are required once there is a `--tls-listen`.
+fn parse_tls(args: &mut pico_args::Arguments, c: &mut Config) -> Result<(), ConfigError> {
+    c.tls_listen = args.values_from_str("--tls-listen")?;
+    let path = |s: &std::ffi::OsStr| Ok::<PathBuf, std::convert::Infallible>(PathBuf::from(s));
+    let cert = args.values_from_os_str("--tls-cert", path)?.pop();
+    let key = args.values_from_os_str("--tls-key", path)?.pop();
+    if let Some(secs) = last::<u64>(args, "--tls-handshake-timeout")? {
+        if secs == 0 {
+            return Err(ConfigError::Range {
+                flag: "--tls-handshake-timeout",
+                rule: "at least 1",
+            });
+        }
+        c.tls_handshake_timeout = Duration::from_secs(secs);
+    }
+    if c.tls_listen.is_empty() {
+        return Ok(());
+    }
+    c.tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, _) => return Err(ConfigError::TlsMissing("--tls-cert")),
+        (_, None) => return Err(ConfigError::TlsMissing("--tls-key")),
+    };
+    Ok(())
 }
 
 /// Reads a `--motd` file: each line becomes a banner line.
@@ -394,6 +447,50 @@ mod tests {
     }
 
     #[test]
+    fn tls_flags_are_read() {
+        let c = run(&[]).unwrap();
+        assert!(c.tls_listen.is_empty() && c.tls.is_none());
+        assert_eq!(c.tls_handshake_timeout, Duration::from_secs(10));
+        let c = run(&[
+            "--tls-listen",
+            "127.0.0.1:6697",
+            "--tls-listen",
+            "[::1]:6697",
+            "--tls-cert",
+            "/etc/natter/cert.pem",
+            "--tls-key",
+            "key.pem",
+            "--tls-handshake-timeout",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(c.tls_listen.len(), 2);
+        let files = c.tls.unwrap();
+        assert_eq!(files.cert, PathBuf::from("/etc/natter/cert.pem"));
+        assert_eq!(files.key, PathBuf::from("key.pem"));
+        assert_eq!(c.tls_handshake_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn tls_listen_without_cert_or_key_names_the_missing_flag() {
+        let missing = |args: &[&str]| run(args).unwrap_err().to_string();
+        let listen = ["--tls-listen", "127.0.0.1:6697"];
+        assert_eq!(
+            missing(&[&listen[..], &["--tls-key", "k.pem"]].concat()),
+            "--tls-listen needs --tls-cert FILE"
+        );
+        assert_eq!(
+            missing(&[&listen[..], &["--tls-cert", "c.pem"]].concat()),
+            "--tls-listen needs --tls-key FILE"
+        );
+        assert_eq!(missing(&listen), "--tls-listen needs --tls-cert FILE");
+        assert_eq!(
+            missing(&["--tls-handshake-timeout", "0"]),
+            "--tls-handshake-timeout must be at least 1"
+        );
+    }
+
+    #[test]
     fn bad_flags_are_errors() {
         for bad in [
             &["--bogus"][..],
@@ -409,6 +506,8 @@ mod tests {
             &["--cluster", "a{b}"],
             &["--cluster", ""],
             &["--redis", ""],
+            &["--tls-listen", "nowhere"],
+            &["--tls-handshake-timeout", "soon"],
             &["extra"],
         ] {
             assert!(run(bad).is_err(), "{bad:?} was accepted");

@@ -152,23 +152,33 @@ fn several_listeners_including_ipv6() {
 
 #[test]
 fn ipv4_and_ipv6_wildcards_share_a_port() {
-    // A port that was free a moment ago (the test cannot ask the server for one port twice).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let v4 = format!("0.0.0.0:{port}");
-    let v6 = format!("[::]:{port}");
-    let server = Server::start_exact(&[
-        "--listen",
-        &v4,
-        "--listen",
-        &v6,
-        "--rate",
-        "0",
-        "--max-per-ip",
-        "0",
-    ]);
+    // A port that was free a moment ago (the test cannot ask the server for one port twice);
+    // another process may take it meanwhile (as a client's source port), so try a few.
+    let mut attempts = Vec::new();
+    let (server, port) = loop {
+        // Free on every IPv4 address, not just on 127.0.0.1 (clients bound to 127.0.0.x may
+        // hold it as their source port).
+        let port = std::net::TcpListener::bind("0.0.0.0:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let (v4, v6) = (format!("0.0.0.0:{port}"), format!("[::]:{port}"));
+        let args = [
+            "--listen",
+            &v4,
+            "--listen",
+            &v6,
+            "--rate",
+            "0",
+            "--max-per-ip",
+            "0",
+        ];
+        match Server::try_start_exact(&args) {
+            Ok(server) => break (server, port),
+            Err(lines) if attempts.len() < 5 => attempts.push(lines),
+            Err(lines) => panic!("no port worked: {attempts:#?} {lines:#?}"),
+        }
+    };
     server.wait_for_stderr_count(2, |l| l.contains("listening on "));
     let mut alice = login(format!("127.0.0.1:{port}").parse().expect("v4"), "alice");
     let _bob = login_seen_by(

@@ -519,6 +519,23 @@ fn shutdown_tells_everyone_and_ignores_input() {
 }
 
 #[test]
+fn a_connection_that_cannot_be_handed_over_is_told_and_closed() {
+    let mut h = Harness::new();
+    let [alice, bob] = h.login_all(["alice", "bob"]);
+    let at_prompt = h.connect();
+    h.clear();
+    h.chat_mut().handle_not_handed_over(alice);
+    h.chat_mut().handle_not_handed_over(at_prompt);
+    h.after();
+    assert_eq!(h.text(alice), "*** Server upgraded: please reconnect.\r\n");
+    assert_eq!(h.close_reason(alice), Some(CloseReason::ServerUpgrade));
+    assert_eq!(h.text(bob), "*** alice left #lobby (server upgrade)\r\n");
+    assert_eq!(h.text(at_prompt), "", "at the prompt: just closed");
+    assert_eq!(h.close_reason(at_prompt), Some(CloseReason::ServerUpgrade));
+    assert_eq!(h.chat().user_count(), 1);
+}
+
+#[test]
 fn partial_writes_lose_nothing() {
     let mut h = Harness::new();
     let [alice, bob] = h.login_all(["alice", "bob"]);

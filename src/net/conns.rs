@@ -1,6 +1,8 @@
 //! The shell's connections: a slab of sockets keyed like the core's [`ConnId`]s, and the
-//! socket operations the loop makes on them.
+//! socket operations the loop makes on them. A TLS connection's state lives in a side table,
+//! so a plain connection's entry stays 16 bytes.
 
+use super::tls::TlsConn;
 use crate::proto::chat::ConnId;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -8,19 +10,28 @@ use slab::Slab;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 
-/// The shell's part of a connection (16 bytes in the slab).
+/// The shell's part of a connection (16 bytes in the slab, see the test below).
 pub(crate) struct Conn {
     pub(crate) stream: TcpStream,
     pub(crate) generation: u32,
+    /// Its key in [`Conns`]' TLS table, or [`PLAIN`].
+    tls: u32,
     /// Whether WRITABLE interest is registered (only while the kernel refuses output).
     pub(crate) writing: bool,
+    /// Nothing has been read yet (a plain connection's first byte is checked once).
+    pub(crate) fresh: bool,
 }
+
+/// The `tls` key of a plain connection.
+const PLAIN: u32 = u32::MAX;
 
 /// Every open connection.
 pub(crate) struct Conns {
     slab: Slab<Conn>,
     /// The last generation given out.
     generation: u32,
+    /// The TLS state of the connections that have one (boxed: over 1 KB each).
+    tls: Slab<Box<TlsConn>>,
 }
 
 /// Tokens at or above this are the server's own (listeners, signals, the upgrade channel); a
@@ -33,6 +44,7 @@ impl Conns {
         Conns {
             slab: Slab::with_capacity(n),
             generation: 0,
+            tls: Slab::new(),
         }
     }
 
@@ -45,17 +57,29 @@ impl Conns {
                 let conn = Conn {
                     stream,
                     generation: id.generation,
+                    tls: PLAIN,
                     writing: false,
+                    fresh: false,
                 };
                 (id.index as usize, conn)
             })
             .collect();
         slab.reserve(capacity.saturating_sub(slab.len()));
-        Conns { slab, generation }
+        Conns {
+            slab,
+            generation,
+            tls: Slab::new(),
+        }
     }
 
-    /// Adds a connection and registers it for reading; returns its id.
-    pub(crate) fn add(&mut self, mut stream: TcpStream, registry: &Registry) -> io::Result<ConnId> {
+    /// Adds a connection (a TLS one when `tls` is given) and registers it for reading; returns
+    /// its id.
+    pub(crate) fn add(
+        &mut self,
+        mut stream: TcpStream,
+        registry: &Registry,
+        tls: Option<Box<TlsConn>>,
+    ) -> io::Result<ConnId> {
         let entry = self.slab.vacant_entry();
         // Generation 0 is never given out, so no connection's token is 0.
         self.generation = self.generation.wrapping_add(1).max(1);
@@ -65,10 +89,16 @@ impl Conns {
         };
         registry.register(&mut stream, token_of(id), Interest::READABLE)?;
         let _ = stream.set_nodelay(true);
+        let tls = match tls {
+            Some(t) => self.tls.insert(t) as u32,
+            None => PLAIN,
+        };
         entry.insert(Conn {
             stream,
             generation: id.generation,
+            tls,
             writing: false,
+            fresh: true,
         });
         Ok(id)
     }
@@ -86,9 +116,38 @@ impl Conns {
             .filter(|c| c.generation == id.generation)
     }
 
-    pub(crate) fn remove(&mut self, id: ConnId) -> Option<Conn> {
+    /// A TLS connection with its TLS state; `None` for a plain one.
+    pub(crate) fn get_tls(&mut self, id: ConnId) -> Option<(&mut Conn, &mut TlsConn)> {
+        let conn = self
+            .slab
+            .get_mut(id.index as usize)
+            .filter(|c| c.generation == id.generation)?;
+        let tls = self.tls.get_mut(conn.tls as usize)?;
+        Some((conn, tls))
+    }
+
+    /// Forgets `id`; returns its socket and, for a TLS connection, its TLS state.
+    pub(crate) fn remove(&mut self, id: ConnId) -> Option<(Conn, Option<Box<TlsConn>>)> {
         self.get_mut(id)?;
-        Some(self.slab.remove(id.index as usize))
+        let conn = self.slab.remove(id.index as usize);
+        let tls = self.tls.try_remove(conn.tls as usize);
+        if self.tls.is_empty() && self.tls.capacity() > TLS_KEEP {
+            self.tls = Slab::new();
+        }
+        Some((conn, tls))
+    }
+
+    /// The ids of the TLS connections.
+    pub(crate) fn tls_ids(&self) -> Vec<ConnId> {
+        self.iter()
+            .filter(|(_, c)| c.is_tls())
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// Every TLS connection's TLS state.
+    pub(crate) fn tls_states(&self) -> impl Iterator<Item = &TlsConn> {
+        self.tls.iter().map(|(_, t)| &**t)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -111,7 +170,15 @@ impl Conns {
     }
 }
 
+/// TLS table slots kept once the table is empty again (a burst's peak is given back).
+const TLS_KEEP: usize = 1024;
+
 impl Conn {
+    /// Whether this is a TLS connection.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls != PLAIN
+    }
+
     /// One vectored write of `iov`; returns what the kernel took and whether it refused some.
     pub(crate) fn write(&mut self, iov: &[IoSlice<'_>]) -> io::Result<(usize, bool)> {
         let offered: usize = iov.iter().map(|s| s.len()).sum();
@@ -173,4 +240,32 @@ pub(crate) fn key_of(id: ConnId) -> u64 {
 /// The connection an upgrade key names.
 pub(crate) fn id_of_key(key: u64) -> ConnId {
     id_of(Token(key as usize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_connection_costs_16_bytes_in_the_slab() {
+        use std::mem::{align_of, size_of};
+        // The socket is 4 bytes in a release build (mio adds 8 for checks in debug builds):
+        // our own fields, TLS key and flags included, must fit in the 12 bytes beside it.
+        let stream = size_of::<TcpStream>();
+        let bound = (stream + 12).next_multiple_of(align_of::<Conn>());
+        assert!(
+            size_of::<Conn>() <= bound,
+            "{} > {bound}",
+            size_of::<Conn>()
+        );
+        // A slab slot holds the connection or the next free slot's index.
+        #[allow(dead_code)]
+        enum Slot {
+            Vacant(usize),
+            Occupied(Conn),
+        }
+        #[cfg(not(debug_assertions))]
+        assert_eq!((size_of::<Conn>(), size_of::<Slot>()), (16, 16));
+        assert!(size_of::<Slot>() <= bound.next_multiple_of(8));
+    }
 }

@@ -9,6 +9,8 @@ use super::log::{Level, log};
 use super::metrics::MetricsListener;
 use super::notify::Notifier;
 use super::signals::{Signal, SignalSource};
+use super::tls::{MAX_RECORD_LEN, TlsConfigError, is_tls_handshake_start};
+use super::tls_loop::{TlsShell, tls_tag};
 use super::{fd_limit, peer_of};
 use crate::config::Config;
 use crate::proto::chat::{Chat, CloseReason, Closed, ConnId, Output};
@@ -20,12 +22,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-/// Size of the one read buffer shared by every connection.
-const SCRATCH: usize = 16 * 1024;
+/// Size of the one read buffer shared by every connection (a TLS record fits).
+const SCRATCH: usize = 17 * 1024;
+const _: () = assert!(SCRATCH >= MAX_RECORD_LEN);
 /// Reads from one connection per turn before others get their turn.
-const READS_PER_TURN: usize = 8;
+pub(super) const READS_PER_TURN: usize = 8;
 /// Most slices in one vectored write (a connection with more is written again at once).
-const MAX_IOV: usize = 64;
+pub(super) const MAX_IOV: usize = 64;
 /// How long to wait before accepting again after running out of file descriptors (a close of
 /// our own resumes accepting at once).
 const ACCEPT_RETRY: Duration = Duration::from_millis(500);
@@ -49,6 +52,9 @@ pub enum ServerError {
     /// The metrics address could not be bound.
     #[error("{0}")]
     Metrics(#[from] super::metrics::MetricsError),
+    /// The TLS certificate or key cannot be used.
+    #[error("{0}")]
+    Tls(#[from] TlsConfigError),
     /// The poll instance or the signal handlers could not be set up.
     #[error("cannot set up the event loop: {0}")]
     Setup(io::Error),
@@ -85,6 +91,8 @@ pub struct Server {
     pub(super) upgrade: Upgrade,
     pub(super) notifier: Notifier,
     pub(super) metrics: Option<MetricsListener>,
+    /// The TLS configuration and handshake deadlines, with `--tls-listen`.
+    pub(super) tls: Option<TlsShell>,
     /// Cluster mode's link to Redis (`--redis`).
     pub(super) cluster: Option<ClusterLink>,
 }
@@ -92,6 +100,8 @@ pub struct Server {
 impl Server {
     /// Raises the open-file limit, binds every listen address and sets up signals.
     pub fn bind(config: Config) -> Result<Server, ServerError> {
+        // Before anything is bound: a bad certificate or key ends the start here.
+        let tls = TlsShell::load(&config)?;
         let poll = Poll::new().map_err(ServerError::Setup)?;
         let max_clients = resolve_max_clients(&config);
         let mut chat = Chat::new(config.chat_settings(max_clients), Instant::now());
@@ -107,9 +117,10 @@ impl Server {
             None => None,
         };
         let mut listeners = Vec::new();
-        for &addr in &config.listen {
+        let plain = config.listen.iter().map(|&a| (a, false));
+        for (addr, is_tls) in plain.chain(config.tls_listen.iter().map(|&a| (a, true))) {
             let socket = listen(addr).map_err(|source| ServerError::Bind { addr, source })?;
-            listeners.push(Listener::new(socket));
+            listeners.push(Listener::new(socket, is_tls));
         }
         let metrics = match config.metrics_listen {
             Some(addr) => Some(MetricsListener::bind(addr, poll.registry(), METRICS_TOKEN)?),
@@ -121,6 +132,7 @@ impl Server {
             metrics,
             Conns::with_capacity(max_clients),
             chat,
+            tls,
             &config,
         )?;
         server.cluster = cluster;
@@ -134,6 +146,7 @@ impl Server {
         metrics: Option<MetricsListener>,
         conns: Conns,
         chat: Chat,
+        tls: Option<TlsShell>,
         config: &Config,
     ) -> Result<Server, ServerError> {
         for (i, l) in listeners.iter_mut().enumerate() {
@@ -158,6 +171,7 @@ impl Server {
             upgrade: Upgrade::None,
             notifier: Notifier::from_env(),
             metrics,
+            tls,
             cluster: None,
         })
     }
@@ -179,8 +193,10 @@ impl Server {
     /// An upgrade that commits ends this process from inside (exit status 0).
     pub fn run(mut self) -> Result<(), ServerError> {
         let mut events = Events::with_capacity(1024);
-        for addr in self.local_addrs() {
-            log!(Level::Info, "listening on {addr}");
+        for l in &self.listeners {
+            if let Some(addr) = l.local_addr() {
+                log!(Level::Info, "listening on {addr}{}", tls_tag(l.is_tls()));
+            }
         }
         if let Some(addr) = self.metrics_addr() {
             log!(Level::Info, "metrics on http://{addr}/metrics");
@@ -208,8 +224,9 @@ impl Server {
             }
             self.turn(now);
             if let Some(deadline) = self.shutdown_at
-                && (now >= deadline || self.chat.queued_bytes() == 0)
+                && (now >= deadline || self.chat.queued_bytes() == 0 && !self.tls_output_pending())
             {
+                self.close_all_tls();
                 log!(Level::Info, "shut down");
                 return Ok(());
             }
@@ -224,6 +241,9 @@ impl Server {
         }
         if self.deadline.is_some_and(|d| d <= now) {
             self.chat.handle_timeout(now);
+        }
+        if self.tls.is_some() {
+            self.tend_handshakes(now);
         }
         self.pump_log(now);
         if self.accept_retry_at.is_some_and(|t| t <= now) {
@@ -265,7 +285,7 @@ impl Server {
             token => {
                 let id = id_of(token);
                 if event.is_writable() {
-                    self.chat.handle_writable(id);
+                    self.on_writable(id, now);
                 }
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     self.read(id, now, event.is_read_closed() || event.is_error());
@@ -300,6 +320,7 @@ impl Server {
             self.metrics
                 .as_ref()
                 .and_then(MetricsListener::next_deadline),
+            self.tls_deadline(),
             self.cluster.as_ref().and_then(ClusterLink::next_deadline),
         ]
         .into_iter()
@@ -341,9 +362,16 @@ impl Server {
             };
             match l.accept() {
                 Ok((stream, addr)) => {
-                    match self.conns.add(stream, self.poll.registry()) {
+                    let Ok(tls) = self.tls_for(listener, addr) else {
+                        continue;
+                    };
+                    let is_tls = tls.is_some();
+                    match self.conns.add(stream, self.poll.registry(), tls) {
                         Ok(id) => {
-                            log!(Level::Info, "connect {id} from {addr}");
+                            log!(Level::Info, "connect {id} from {addr}{}", tls_tag(is_tls));
+                            if is_tls {
+                                self.watch_handshake(id, now);
+                            }
                             self.chat.handle_connect(id, peer_of(addr.ip()), now);
                         }
                         Err(e) => log!(Level::Warn, "cannot watch connection from {addr}: {e}"),
@@ -367,7 +395,7 @@ impl Server {
         }
     }
 
-    fn resume_accepting(&mut self, now: Instant) {
+    pub(super) fn resume_accepting(&mut self, now: Instant) {
         if self.accept_retry_at.take().is_some() {
             for i in 0..self.listeners.len() {
                 self.accept(i, now);
@@ -386,6 +414,9 @@ impl Server {
             let Some(conn) = self.conns.get_mut(id) else {
                 return;
             };
+            if conn.is_tls() {
+                return self.read_tls(id, now);
+            }
             match conn.stream.read(&mut self.scratch) {
                 Ok(0) => {
                     // The peer may still read: the core closes it like one of its own closes,
@@ -393,6 +424,9 @@ impl Server {
                     return self.chat.handle_disconnect(id, CloseReason::InputClosed);
                 }
                 Ok(n) => {
+                    if std::mem::take(&mut conn.fresh) && is_tls_handshake_start(self.scratch[0]) {
+                        return self.refuse_tls_on_plain_port(id, now);
+                    }
                     log!(Level::Debug, "read {n} bytes from {id}");
                     self.chat.handle_input(id, &self.scratch[..n], now);
                     if n < self.scratch.len() && !to_end {
@@ -412,6 +446,9 @@ impl Server {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
+        if conn.is_tls() {
+            return self.write_tls(id, now);
+        }
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
         let n = self.chat.gather(id, &mut iov);
         let (taken, blocked) = match conn.write(&iov[..n]) {
@@ -424,7 +461,7 @@ impl Server {
     }
 
     /// The socket failed or the peer left: forget it here and in the core.
-    fn lose(&mut self, id: ConnId, error: io::Error, now: Instant) {
+    pub(super) fn lose(&mut self, id: ConnId, error: io::Error, now: Instant) {
         if self.conns.remove(id).is_none() {
             return;
         }
@@ -446,10 +483,13 @@ impl Server {
 
     /// The core is done with a connection: send its last bytes, then close it gracefully.
     fn finish_close(&mut self, closed: Closed, now: Instant) {
-        let Some(conn) = self.conns.remove(closed.id) else {
+        let Some((conn, tls)) = self.conns.remove(closed.id) else {
             return;
         };
-        conn.close(&closed.final_output, &mut self.scratch);
+        match tls {
+            Some(tls) => self.close_tls(conn, tls, &closed.final_output),
+            None => conn.close(&closed.final_output, &mut self.scratch),
+        }
         // A limit hit is worth an operator's attention; an ordinary goodbye is not.
         let level = match closed.reason {
             CloseReason::ServerFull | CloseReason::TooManyFromAddress | CloseReason::TooSlow => {
@@ -477,6 +517,7 @@ impl Server {
             l.deregister(self.poll.registry());
         }
         self.listeners.clear();
+        self.close_handshaking_tls(now);
         self.chat.handle_shutdown();
     }
 
@@ -484,8 +525,10 @@ impl Server {
         self.shutdown_at.is_some()
     }
 
-    /// SIGHUP: reads the MOTD file again; a file that cannot be read keeps the old banner.
+    /// SIGHUP: reads the MOTD file (and the TLS certificate and key) again; a file that cannot
+    /// be read keeps the old banner (or pair).
     fn reload(&mut self) {
+        self.reload_tls();
         let Some(path) = &self.motd else {
             return log!(Level::Info, "reload: no --motd file to read");
         };
@@ -506,7 +549,9 @@ impl Server {
 
 /// `--max-clients`, or what the open-file limit allows (raising it first).
 pub(super) fn resolve_max_clients(config: &Config) -> usize {
-    let listeners = config.listen.len() + usize::from(config.metrics_listen.is_some());
+    let listeners = config.listen.len()
+        + config.tls_listen.len()
+        + usize::from(config.metrics_listen.is_some());
     let fd_capacity = fd_limit::raise_and_derive_max_clients(listeners);
     config.max_clients.unwrap_or(fd_capacity)
 }

@@ -8,6 +8,7 @@ use super::event_loop::{METRICS_TOKEN, Server, ServerError, UPGRADE_TOKEN, resol
 use super::listener::Listener;
 use super::log::{Level, log};
 use super::metrics::MetricsListener;
+use super::tls_loop::TlsShell;
 use super::upgrade::{FdTag, Handover, Program, Progress, Received, Takeover, UpgradeError};
 use crate::config::Config;
 use crate::proto::chat::Chat;
@@ -147,6 +148,9 @@ impl Server {
         let Upgrade::Starting(handover) = std::mem::take(&mut self.upgrade) else {
             return;
         };
+        // TLS connections cannot be handed over: closed now, their leaves go through the log
+        // before the state is frozen.
+        self.leave_tls_behind();
         self.chat.set_quiescing(true);
         self.upgrade = Upgrade::Quiescing {
             handover,
@@ -302,6 +306,8 @@ fn resolve<'a>(
 /// Rebuilds the server from what the old process handed over, without touching any socket
 /// (registering one with the poll does not).
 fn rebuild(config: &Config, received: Received) -> Result<Server, ServerError> {
+    // TLS connections are not handed over, but TLS listeners are: the pair is ours to load.
+    let tls = TlsShell::load(config)?;
     let setup = ServerError::Setup;
     let poll = Poll::new().map_err(setup)?;
     let mut listeners = Vec::new();
@@ -315,14 +321,18 @@ fn rebuild(config: &Config, received: Received) -> Result<Server, ServerError> {
                 METRICS_TOKEN,
             )?);
         } else {
-            listeners.push(Listener::new(mio::net::TcpListener::from_std(socket)));
+            // The same order as ours: every --listen, then every --tls-listen.
+            let is_tls = i as usize >= config.listen.len();
+            let socket = mio::net::TcpListener::from_std(socket);
+            listeners.push(Listener::new(socket, is_tls));
         }
     }
-    if listeners.len() != config.listen.len() {
+    if listeners.len() != config.listen.len() + config.tls_listen.len() {
         return Err(ServerError::Takeover(format!(
-            "{} listeners handed over for {} --listen addresses",
+            "{} listeners handed over for {} --listen and {} --tls-listen addresses",
             listeners.len(),
-            config.listen.len()
+            config.listen.len(),
+            config.tls_listen.len()
         )));
     }
     let max_clients = resolve_max_clients(config);
@@ -372,7 +382,7 @@ fn rebuild(config: &Config, received: Received) -> Result<Server, ServerError> {
             conn.writing = blocked;
         }
     }
-    let mut server = Server::assemble(poll, listeners, metrics, conns, chat, config)?;
+    let mut server = Server::assemble(poll, listeners, metrics, conns, chat, tls, config)?;
     server.cluster = cluster;
     Ok(server)
 }

@@ -10,14 +10,20 @@ use std::os::fd::{AsFd, BorrowedFd};
 /// Accept queue length asked of the kernel (it caps it at `net.core.somaxconn`).
 const LISTEN_BACKLOG: i32 = 4096;
 
-/// One listening socket of the chat.
+/// One listening socket of the chat, plain text or TLS.
 pub(crate) struct Listener {
     socket: TcpListener,
+    tls: bool,
 }
 
 impl Listener {
-    pub(crate) fn new(socket: TcpListener) -> Listener {
-        Listener { socket }
+    pub(crate) fn new(socket: TcpListener, tls: bool) -> Listener {
+        Listener { socket, tls }
+    }
+
+    /// Whether connections accepted here speak TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls
     }
 
     pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {

@@ -4,8 +4,8 @@
 //! slab of connections (`conns`) and the pure [`crate::proto::chat::Chat`] core, and carries
 //! out what the core asks for. Around it: `signals`, `handover` (the server's side of an
 //! upgrade, over the channel of `upgrade`), `ops` (counters and status), [`log`], `notify`
-//! (systemd), `metrics` (Prometheus text), [`tls`], [`redis`] and `cluster` (a cluster node's
-//! link to its Redis log).
+//! (systemd), `metrics` (Prometheus text), [`tls`] (with `tls_loop`, how the loop drives it),
+//! [`redis`] and `cluster` (a cluster node's link to its Redis log).
 
 mod cluster;
 mod conns;
@@ -23,6 +23,7 @@ mod signals;
 #[cfg(test)]
 pub(crate) mod test_fds;
 pub mod tls;
+mod tls_loop;
 pub(crate) mod upgrade;
 
 pub use cluster::ClusterError;

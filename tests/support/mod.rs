@@ -99,9 +99,24 @@ impl Server {
         Server::start_command(cmd)
     }
 
+    /// Like [`Server::start_exact`], but returns the server's stderr instead of panicking when
+    /// it does not start listening (e.g. a port that another process took meanwhile).
+    pub fn try_start_exact(args: &[&str]) -> Result<Server, Vec<String>> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter"));
+        cmd.args(args);
+        Server::try_start_command(cmd)
+    }
+
     /// Starts the server with a prepared command (e.g. the binary behind `prlimit`); waits for
     /// its `listening on ADDR` line like [`Server::start_exact`].
-    pub fn start_command(mut cmd: Command) -> Server {
+    pub fn start_command(cmd: Command) -> Server {
+        let shown = format!("{cmd:?}");
+        Server::try_start_command(cmd).unwrap_or_else(|lines| {
+            panic!("{shown} did not print `listening on ADDR`; stderr so far: {lines:#?}")
+        })
+    }
+
+    fn try_start_command(mut cmd: Command) -> Result<Server, Vec<String>> {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -120,53 +135,9 @@ impl Server {
             stderr,
             pid,
         };
-        let line = server
-            .try_wait_for_stderr(|l| l.contains("listening on "), START_TIMEOUT)
-            .unwrap_or_else(|lines| {
-                panic!("{cmd:?} did not print `listening on ADDR`; stderr so far: {lines:#?}")
-            });
+        let line = server.try_wait_for_stderr(|l| l.contains("listening on "), START_TIMEOUT)?;
         server.addr = parse_listen_line(&line);
-        server
-    }
-
-    /// Starts the server on a free loopback port the test picks, with [`BASE_ARGS`]' other
-    /// flags plus `extra_args`, and waits until it accepts connections (for servers that do
-    /// not log their `listening on` line, e.g. at `--log-level warn`).
-    pub fn start_on_free_port(extra_args: &[&str]) -> Server {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter"));
-        cmd.args([
-            "--listen",
-            &addr.to_string(),
-            "--rate",
-            "0",
-            "--max-per-ip",
-            "0",
-        ])
-        .args(extra_args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn natter");
-        let stderr = Arc::new(SharedStderr::default());
-        spawn_stderr_drain(
-            child.stderr.take().expect("stderr pipe"),
-            Arc::clone(&stderr),
-        );
-        let deadline = Instant::now() + START_TIMEOUT;
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "{cmd:?} did not start listening");
-            thread::sleep(Duration::from_millis(10));
-        }
-        let pid = child.id();
-        Server {
-            addr,
-            child,
-            stderr,
-            pid,
-        }
+        Ok(server)
     }
 
     /// Every address the server printed in a `listening on ADDR` line so far.

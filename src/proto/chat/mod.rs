@@ -333,6 +333,21 @@ impl Chat {
         self.finish();
     }
 
+    /// `id` cannot be handed over in an upgrade (a TLS connection without kernel offload): a
+    /// logged-in user is told to reconnect, its room hears `(server upgrade)`, and the shell
+    /// gets an [`Output::Close`] for it. One at the prompt is simply closed.
+    pub fn handle_not_handed_over(&mut self, id: ConnId) {
+        if self
+            .sessions
+            .get(id)
+            .is_some_and(|s| s.phase == Phase::Chatting)
+        {
+            self.outbox.send(id, reply::reconnect_after_upgrade);
+        }
+        self.request_close(id, CloseReason::ServerUpgrade);
+        self.finish();
+    }
+
     /// What the shell must do next. Call it until it returns [`Output::Timeout`].
     pub fn poll_output(&mut self) -> Output {
         loop {
