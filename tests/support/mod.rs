@@ -140,6 +140,46 @@ impl Server {
         Ok(server)
     }
 
+    /// Starts the server on a free loopback port the test picks, with [`BASE_ARGS`]' other
+    /// flags plus `extra_args`, and waits until it accepts connections (for servers that do
+    /// not log their `listening on` line, e.g. at `--log-level warn`).
+    pub fn start_on_free_port(extra_args: &[&str]) -> Server {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter"));
+        cmd.args([
+            "--listen",
+            &addr.to_string(),
+            "--rate",
+            "0",
+            "--max-per-ip",
+            "0",
+        ])
+        .args(extra_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn natter");
+        let stderr = Arc::new(SharedStderr::default());
+        spawn_stderr_drain(
+            child.stderr.take().expect("stderr pipe"),
+            Arc::clone(&stderr),
+        );
+        let deadline = Instant::now() + START_TIMEOUT;
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "{cmd:?} did not start listening");
+            thread::sleep(Duration::from_millis(10));
+        }
+        let pid = child.id();
+        Server {
+            addr,
+            child,
+            stderr,
+            pid,
+        }
+    }
+
     /// Every address the server printed in a `listening on ADDR` line so far.
     pub fn listen_addrs(&self) -> Vec<SocketAddr> {
         self.stderr_lines()
