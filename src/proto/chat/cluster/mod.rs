@@ -161,10 +161,10 @@ impl Chat {
         for node in c.nodes.expire(now) {
             self.node_gone(node);
         }
-        let sent = if header.node == self.settings.node {
-            c_unpack(&mut self.cluster, header.seq)
-        } else {
-            Vec::new()
+        let own = header.node == self.settings.node;
+        let sent = match &mut self.cluster {
+            Some(c) if own => c.unpack(header.seq),
+            _ => Vec::new(),
         };
         let result = match admit {
             Admit::Apply => self.apply_bodies(header.node, rest, &sent),
@@ -423,9 +423,4 @@ impl Chat {
         }
         self.finish();
     }
-}
-
-/// What this node's entry `seq` carries (nothing in standalone mode).
-fn c_unpack(cluster: &mut Option<Cluster>, seq: u64) -> Vec<Sent> {
-    cluster.as_mut().map(|c| c.unpack(seq)).unwrap_or_default()
 }
