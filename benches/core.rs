@@ -10,6 +10,10 @@
 //! - `input_*`: telnet decoding, line assembly, cleaning and parsing for one sender; counted in
 //!   bytes, so the throughput column is MB/s of client input.
 //! - `churn`: one connection's whole life (connect, nickname, `/quit`, its close) per op.
+//! - `cluster_lines`: cluster mode over the model log (`natter::sim::cluster`): a user alone in
+//!   its room sends 16 lines in one read; its node publishes them as one entry, and the sender's
+//!   node and a second node decode and apply each line (to nobody: the cost every node pays
+//!   for every line of the chat). Counted per line per node.
 //!
 //! Run with `cargo bench --bench core`; filter with e.g. `cargo bench --bench core -- fanout`.
 
@@ -17,6 +21,7 @@ use divan::Bencher;
 use divan::counter::{BytesCount, ItemsCount};
 use natter::proto::chat::{ConnId, Settings};
 use natter::sim::Sim;
+use natter::sim::cluster::SimCluster;
 
 fn main() {
     divan::main();
@@ -149,6 +154,54 @@ fn churn(bencher: Bencher, others: usize) {
         room.say(id, b"/quit\r\n")
     });
     assert_eq!(room.sim.chat().connection_count(), others);
+}
+
+// ---- cluster mode ----
+
+/// What every node pays for every line of the chat: decoding and applying it.
+#[divan::bench(sample_count = 100)]
+fn cluster_lines(bencher: Bencher) {
+    let settings = Settings {
+        rate: 0,
+        max_per_ip: 0,
+        ..Settings::default()
+    };
+    let mut cluster = match SimCluster::new(2, settings) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    cluster.compare = false;
+    for node in &mut cluster.nodes {
+        node.sim.checks = false;
+        node.sim.keep_received = false;
+    }
+    let step = |c: &mut SimCluster, input: &[u8]| {
+        if let Err(e) = c.nodes[0]
+            .sim
+            .input(
+                ConnId {
+                    index: 0,
+                    generation: 1001,
+                },
+                input,
+            )
+            .and_then(|()| c.settle())
+        {
+            panic!("{e}");
+        }
+    };
+    if let Err(e) = cluster.nodes[0].sim.connect_loopback() {
+        panic!("{e}");
+    }
+    step(&mut cluster, b"alone\r\n");
+    assert_eq!(cluster.nodes[1].sim.chat().user_count(), 1);
+    let input = CHAT_LINE.repeat(COALESCED);
+    let entries = cluster.log.len();
+    step(&mut cluster, &input);
+    assert_eq!(cluster.log.len(), entries + 1, "one entry per read");
+    bencher
+        .counter(ItemsCount::new(2 * COALESCED))
+        .bench_local(|| step(&mut cluster, &input));
 }
 
 // ---- harness ----

@@ -32,6 +32,10 @@ Options:
   --shutdown-grace SECS  on SIGINT/SIGTERM, flush output for up to this long [default: 5]
   --log-level LEVEL      error, warn, info or debug [default: info]
   --metrics-listen ADDR  answer HTTP requests there with counters in Prometheus text [default: off]
+  --redis ADDR           be one node of a cluster sharing one chat through the Redis at ADDR
+                         (HOST:PORT or the path of a Unix socket) [default: standalone]
+  --cluster NAME         the cluster's name: nodes on one Redis with the same name share a chat
+                         (letters, digits, _ - .) [default: natter]
   --tls-listen ADDR      also listen there for TLS (repeatable); needs --tls-cert and --tls-key
   --tls-cert FILE        PEM certificate chain, the server's certificate first
   --tls-key FILE         PEM private key (PKCS#8, SEC1 or PKCS#1), not encrypted
@@ -79,6 +83,11 @@ pub struct Config {
     pub log_level: Level,
     /// Where to answer metrics requests, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// The Redis of the cluster this server is a node of (`HOST:PORT` or a socket path, as
+    /// given); `None` for a standalone server.
+    pub redis: Option<String>,
+    /// The cluster's name (`--cluster`): its keys in Redis are `natter:{NAME}:...`.
+    pub cluster: String,
     /// Addresses to listen on for TLS connections (then `tls` is set).
     pub tls_listen: Vec<SocketAddr>,
     /// The certificate and key, when `tls_listen` is not empty.
@@ -119,6 +128,8 @@ impl Default for Config {
             log_level: Level::Info,
             metrics_listen: None,
             motd: None,
+            redis: None,
+            cluster: "natter".to_string(),
             tls_listen: Vec::new(),
             tls: None,
             tls_handshake_timeout: Duration::from_secs(10),
@@ -143,6 +154,7 @@ impl Config {
             idle_timeout: self.idle_timeout,
             login_timeout: self.login_timeout,
             node: 0,
+            cluster: self.redis.is_some(),
         }
     }
 }
@@ -237,6 +249,8 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Action, ConfigError> {
         c.log_level = level.parse().map_err(ConfigError::LogLevel)?;
     }
     c.metrics_listen = last(&mut args, "--metrics-listen")?;
+    c.redis = last(&mut args, "--redis")?;
+    c.cluster = last(&mut args, "--cluster")?.unwrap_or(c.cluster);
     parse_tls(&mut args, &mut c)?;
     let rest = args.finish();
     if let Some(first) = rest.into_iter().next() {
@@ -318,6 +332,13 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     if c.rate > 1_000_000 {
         return range("--rate", "at most 1000000");
     }
+    if c.redis.as_deref().is_some_and(str::is_empty) {
+        return range("--redis", "HOST:PORT or the path of a Unix socket");
+    }
+    let name_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
+    if !(1..=64).contains(&c.cluster.len()) || !c.cluster.bytes().all(name_char) {
+        return range("--cluster", "1 to 64 letters, digits, _, - or .");
+    }
     Ok(())
 }
 
@@ -351,6 +372,8 @@ mod tests {
         assert_eq!((c.idle_timeout, c.login_timeout), (None, None));
         assert_eq!(c.shutdown_grace, Duration::from_secs(5));
         assert!(!c.limit_loopback && c.max_clients.is_none());
+        assert_eq!((c.redis.as_deref(), c.cluster.as_str()), (None, "natter"));
+        assert!(!c.chat_settings(1).cluster);
     }
 
     #[test]
@@ -387,6 +410,10 @@ mod tests {
             "WARN",
             "--metrics-listen",
             "127.0.0.1:9100",
+            "--redis",
+            "127.0.0.1:6379",
+            "--cluster",
+            "blue.1",
         ])
         .unwrap();
         assert_eq!(c.listen.len(), 2);
@@ -398,6 +425,9 @@ mod tests {
         assert_eq!(c.login_timeout, None);
         assert_eq!(c.log_level, Level::Warn);
         assert_eq!(c.metrics_listen, "127.0.0.1:9100".parse().ok());
+        assert_eq!(c.redis.as_deref(), Some("127.0.0.1:6379"));
+        assert_eq!(c.cluster, "blue.1");
+        assert!(c.chat_settings(1).cluster);
     }
 
     #[test]
@@ -473,6 +503,9 @@ mod tests {
             &["--max-clients", "0"],
             &["--log-level", "loud"],
             &["--metrics-listen", "nowhere"],
+            &["--cluster", "a{b}"],
+            &["--cluster", ""],
+            &["--redis", ""],
             &["--tls-listen", "nowhere"],
             &["--tls-handshake-timeout", "soon"],
             &["extra"],

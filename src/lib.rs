@@ -22,9 +22,11 @@
 //! by applying an [`proto::chat::event::Event`]: "K logs in as N", "K joins R", "K says T",
 //! "K leaves". An event carries a request, and its outcome (is the nickname free? who is in
 //! the room?) is decided when it is applied, so the core is deterministic given the order of
-//! events. Standalone, an event is applied as soon as it is made; a cluster applies the same
-//! events in the order of a shared log. Telnet, framing, flood control and output queues stay
-//! per connection and per node.
+//! events. Standalone, an event is applied as soon as it is made; a cluster node publishes it
+//! to a shared log (a Redis stream) and applies it, like every other node, when it reads it
+//! back ([`proto::chat::cluster`]); each user's lines keep their order (the log keeps it, and a
+//! reply given at once waits behind the user's events on their way). Telnet, framing, flood control and output queues stay per connection and
+//! per node; each node writes only to its own connections.
 //!
 //! # Drain rule
 //! The shell hands the core what happened (`handle_connect`, `handle_input`,
@@ -38,9 +40,14 @@
 //! - `Close(closed)`: write `final_output` once, then close the socket gracefully.
 //! - `Resume(id)`: read from `id` again now (its held input was released; epoll will not say
 //!   so, the bytes are in the kernel already).
+//! - Cluster mode only: `Publish(entry)`: append the entry to the shared log, in the order
+//!   given; `StoreSnapshot { at, blob }`: store the directory snapshot taken after entry `at`
+//!   (and trim the log below it); `Resync`: connect to the log afresh and hand what it says to
+//!   `handle_cluster_start`. Entries read from the log go to `handle_entry`, in log order, and
+//!   the log's stalls to `handle_log_stalled`/`handle_log_resumed`.
 //! - `Timeout(deadline)`: nothing more now; block in the poll until I/O or `deadline`, then call
 //!   `handle_timeout`. With no deadline the poll blocks without a timeout: an idle server uses
-//!   no CPU.
+//!   no CPU. (A cluster node always has one: its heartbeat, once a second.)
 //!
 //! The shell drains at the end of every loop turn, and also in the middle of one whenever
 //! `wants_flush()` is set: that bounds the output one busy turn can pile up. Closes requested

@@ -1,6 +1,7 @@
 //! The poll loop: waits for readiness, hands what happened to the chat core, and carries out
 //! what [`Chat::poll_output`] asks for (the drain rule of the crate docs).
 
+use super::cluster::{ClusterError, ClusterLink};
 use super::conns::{Conns, RESERVED_TOKENS, id_of};
 use super::handover::Upgrade;
 use super::listener::{Listener, listen};
@@ -63,6 +64,9 @@ pub enum ServerError {
     /// This process was started for an upgrade and could not take over.
     #[error("cannot take over from the running server: {0}")]
     Takeover(String),
+    /// A cluster node could not join its cluster (`--redis`).
+    #[error("{0}")]
+    Cluster(#[from] ClusterError),
 }
 
 /// A bound server, ready to [`Server::run`].
@@ -89,6 +93,8 @@ pub struct Server {
     pub(super) metrics: Option<MetricsListener>,
     /// The TLS configuration and handshake deadlines, with `--tls-listen`.
     pub(super) tls: Option<TlsShell>,
+    /// Cluster mode's link to Redis (`--redis`).
+    pub(super) cluster: Option<ClusterLink>,
 }
 
 impl Server {
@@ -97,6 +103,19 @@ impl Server {
         // Before anything is bound: a bad certificate or key ends the start here.
         let tls = TlsShell::load(&config)?;
         let poll = Poll::new().map_err(ServerError::Setup)?;
+        let max_clients = resolve_max_clients(&config);
+        let mut chat = Chat::new(config.chat_settings(max_clients), Instant::now());
+        // Join the cluster before listening: a node that cannot reach Redis serves no one.
+        let cluster = match &config.redis {
+            Some(addr) => Some(ClusterLink::connect(
+                addr,
+                &config.cluster,
+                poll.registry(),
+                &mut chat,
+                Instant::now(),
+            )?),
+            None => None,
+        };
         let mut listeners = Vec::new();
         let plain = config.listen.iter().map(|&a| (a, false));
         for (addr, is_tls) in plain.chain(config.tls_listen.iter().map(|&a| (a, true))) {
@@ -107,9 +126,7 @@ impl Server {
             Some(addr) => Some(MetricsListener::bind(addr, poll.registry(), METRICS_TOKEN)?),
             None => None,
         };
-        let max_clients = resolve_max_clients(&config);
-        let chat = Chat::new(config.chat_settings(max_clients), Instant::now());
-        Server::assemble(
+        let mut server = Server::assemble(
             poll,
             listeners,
             metrics,
@@ -117,7 +134,9 @@ impl Server {
             chat,
             tls,
             &config,
-        )
+        )?;
+        server.cluster = cluster;
+        Ok(server)
     }
 
     /// Puts the parts together and registers the listeners and signals.
@@ -153,6 +172,7 @@ impl Server {
             notifier: Notifier::from_env(),
             metrics,
             tls,
+            cluster: None,
         })
     }
 
@@ -225,6 +245,7 @@ impl Server {
         if self.tls.is_some() {
             self.tend_handshakes(now);
         }
+        self.pump_log(now);
         if self.accept_retry_at.is_some_and(|t| t <= now) {
             self.resume_accepting(now);
         }
@@ -233,10 +254,13 @@ impl Server {
         {
             m.handle_timeout(now);
         }
-        if self.upgrade.deadline().is_some_and(|d| d <= now) {
+        if self.upgrade.deadline().is_some_and(|d| d <= now) || self.upgrade.is_quiescing() {
             self.poll_upgrade(now);
         }
         self.drain(now);
+        if let Some(link) = &mut self.cluster {
+            link.flush(now);
+        }
         let status = self.status();
         self.notifier.status(status, now);
     }
@@ -246,6 +270,11 @@ impl Server {
             SIGNAL_TOKEN => self.on_signals(now),
             UPGRADE_TOKEN => self.poll_upgrade(now),
             _ if self.upgrade.is_frozen() => {}
+            t if ClusterLink::owns(t) => {
+                if let Some(link) = &mut self.cluster {
+                    link.handle_ready(t, now);
+                }
+            }
             t if self.metrics.as_ref().is_some_and(|m| m.owns(t)) => {
                 let counters = self.counters();
                 if let Some(m) = &mut self.metrics {
@@ -292,6 +321,7 @@ impl Server {
                 .as_ref()
                 .and_then(MetricsListener::next_deadline),
             self.tls_deadline(),
+            self.cluster.as_ref().and_then(ClusterLink::next_deadline),
         ]
         .into_iter()
         .flatten()
@@ -307,6 +337,9 @@ impl Server {
                 Output::Close(closed) => self.finish_close(closed, now),
                 // Held input was released: read again this turn (epoll will not say so).
                 Output::Resume(id) => self.backlog.push(id),
+                out @ (Output::Publish(_) | Output::StoreSnapshot { .. } | Output::Resync) => {
+                    self.cluster_output(out, now)
+                }
                 Output::Timeout(deadline) => {
                     self.deadline = deadline;
                     return;
@@ -316,7 +349,7 @@ impl Server {
     }
 
     /// Writes early when this turn has already queued a lot of output.
-    fn drain_if_full(&mut self, now: Instant) {
+    pub(super) fn drain_if_full(&mut self, now: Instant) {
         if self.chat.wants_flush() {
             self.drain(now);
         }

@@ -2,6 +2,7 @@
 //! over (old process), or taking everything over (new process). The channel, its messages and
 //! the three-step commit are in [`super::upgrade`]; the state is the core's snapshot.
 
+use super::cluster::ClusterLink;
 use super::conns::{Conns, id_of_key, key_of, token_of};
 use super::event_loop::{METRICS_TOKEN, Server, ServerError, UPGRADE_TOKEN, resolve_max_clients};
 use super::listener::Listener;
@@ -14,10 +15,13 @@ use crate::proto::chat::Chat;
 use crate::proto::chat::snapshot::{READABLE_VERSIONS, STATE_VERSION};
 use mio::{Interest, Poll};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The listener index the metrics listener travels under.
 const METRICS_INDEX: u32 = u32::MAX;
+/// How long a cluster node waits for its events on their way through the log to come back
+/// before it gives an upgrade up (new events wait meanwhile).
+const QUIESCE_LIMIT: Duration = Duration::from_millis(500);
 
 /// Where an upgrade stands in the old process.
 #[derive(Default)]
@@ -27,6 +31,13 @@ pub(crate) enum Upgrade {
     None,
     /// The new process is starting; this one serves as usual meanwhile.
     Starting(Handover),
+    /// Cluster mode: the new process waits for the state, and this one waits (at most until
+    /// `until`) for its events on their way through the log to come back; new events wait.
+    Quiescing {
+        handover: Handover,
+        program: String,
+        until: Instant,
+    },
     /// Everything is sent: this one touches no client socket until the new one commits (then
     /// it exits) or fails (then it goes on).
     Frozen(Handover, Instant),
@@ -37,11 +48,18 @@ impl Upgrade {
         matches!(self, Upgrade::Frozen(..))
     }
 
+    pub(crate) fn is_quiescing(&self) -> bool {
+        matches!(self, Upgrade::Quiescing { .. })
+    }
+
     /// When the loop must call [`Server::poll_upgrade`] even without an event.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self {
             Upgrade::None => None,
             Upgrade::Starting(h) | Upgrade::Frozen(h, _) => Some(h.deadline()),
+            Upgrade::Quiescing {
+                handover, until, ..
+            } => Some(handover.deadline().min(*until)),
         }
     }
 }
@@ -89,32 +107,72 @@ impl Server {
         } = self;
         let result = match upgrade {
             Upgrade::None => return,
-            Upgrade::Starting(h) | Upgrade::Frozen(h, _) => {
+            Upgrade::Starting(h)
+            | Upgrade::Frozen(h, _)
+            | Upgrade::Quiescing { handover: h, .. } => {
                 h.poll(now, |tag| resolve(listeners, conns, metrics.as_ref(), tag))
             }
         };
         self.on_progress(result, now);
+        self.poll_quiescing(now);
+    }
+
+    /// Cluster mode: freezes once nothing of this node is on its way through the log, or
+    /// gives the upgrade up when that takes too long.
+    fn poll_quiescing(&mut self, now: Instant) {
+        let Upgrade::Quiescing { until, .. } = &self.upgrade else {
+            return;
+        };
+        let pending = self.cluster.as_ref().is_some_and(|c| c.pending());
+        if !self.chat.log_busy() && !pending {
+            self.freeze(now);
+        } else if *until <= now {
+            self.abandon_upgrade(&format!(
+                "events were still on their way through the cluster's log after {QUIESCE_LIMIT:?}"
+            ));
+        }
     }
 
     fn on_progress(&mut self, result: Result<Progress, UpgradeError>, now: Instant) {
         match result {
             Ok(Progress::Waiting) => {}
-            Ok(Progress::Accepted { program, .. }) => self.freeze(&program, now),
+            Ok(Progress::Accepted { program, .. }) => self.quiesce(program, now),
             Ok(Progress::Committed) => self.commit(),
             Err(e) => self.abandon_upgrade(&e.to_string()),
         }
     }
 
-    /// The new process reads our state: at this turn boundary, export it and send it with
-    /// every socket, then touch nothing until it commits or fails.
-    fn freeze(&mut self, program: &str, now: Instant) {
+    /// The new process is ready for our state. A cluster node first stops new events and
+    /// waits for its own to come back from the log; then the state is frozen and sent.
+    fn quiesce(&mut self, program: String, now: Instant) {
+        let Upgrade::Starting(handover) = std::mem::take(&mut self.upgrade) else {
+            return;
+        };
+        // TLS connections cannot be handed over: closed now, their leaves go through the log
+        // before the state is frozen.
         self.leave_tls_behind();
+        self.chat.set_quiescing(true);
+        self.upgrade = Upgrade::Quiescing {
+            handover,
+            program,
+            until: now + QUIESCE_LIMIT,
+        };
+    }
+
+    /// At this turn boundary, exports the state and sends it with every socket, then touches
+    /// nothing until the new process commits or fails.
+    fn freeze(&mut self, now: Instant) {
         self.drain(now);
         let blob = match self.chat.export(now) {
             Ok(blob) => blob,
             Err(e) => return self.abandon_upgrade(&format!("cannot export the state: {e}")),
         };
-        let Upgrade::Starting(mut handover) = std::mem::take(&mut self.upgrade) else {
+        let Upgrade::Quiescing {
+            mut handover,
+            program,
+            ..
+        } = std::mem::take(&mut self.upgrade)
+        else {
             return;
         };
         let mut tags: Vec<FdTag> = (0..self.listeners.len() as u32)
@@ -149,7 +207,9 @@ impl Server {
     fn commit(&mut self) -> ! {
         let (pid, since) = match &self.upgrade {
             Upgrade::Frozen(h, since) => (h.pid(), *since),
-            Upgrade::Starting(h) => (h.pid(), Instant::now()),
+            Upgrade::Starting(h) | Upgrade::Quiescing { handover: h, .. } => {
+                (h.pid(), Instant::now())
+            }
             Upgrade::None => (0, Instant::now()),
         };
         self.notifier.main_pid(pid);
@@ -167,9 +227,10 @@ impl Server {
     pub(super) fn abandon_upgrade(&mut self, reason: &str) {
         let (handover, was_frozen) = match std::mem::take(&mut self.upgrade) {
             Upgrade::None => return,
-            Upgrade::Starting(h) => (h, false),
+            Upgrade::Starting(h) | Upgrade::Quiescing { handover: h, .. } => (h, false),
             Upgrade::Frozen(h, _) => (h, true),
         };
+        self.chat.set_quiescing(false);
         let pid = handover.pid();
         let ended = handover.abandon();
         let how = ended.map_or(String::new(), |status| format!(", pid {pid}: {status}"));
@@ -187,6 +248,9 @@ impl Server {
             self.chat.handle_writable(id);
         }
         let now = Instant::now();
+        if let Some(link) = &mut self.cluster {
+            link.poke(now);
+        }
         for i in 0..self.listeners.len() {
             self.accept(i, now);
         }
@@ -273,8 +337,21 @@ fn rebuild(config: &Config, received: Received) -> Result<Server, ServerError> {
     }
     let max_clients = resolve_max_clients(config);
     let settings = config.chat_settings(max_clients);
-    let chat = Chat::import(&received.state, settings, Instant::now())
+    let mut chat = Chat::import(&received.state, settings, Instant::now())
         .map_err(|e| ServerError::Takeover(format!("cannot import the state: {e}")))?;
+    let cluster = match &config.redis {
+        Some(addr) => Some(
+            ClusterLink::resume(
+                addr,
+                &config.cluster,
+                poll.registry(),
+                &mut chat,
+                Instant::now(),
+            )
+            .map_err(|e| ServerError::Takeover(format!("cannot join the cluster: {e}")))?,
+        ),
+        None => None,
+    };
     let streams: Vec<_> = received
         .conns
         .into_iter()
@@ -305,5 +382,7 @@ fn rebuild(config: &Config, received: Received) -> Result<Server, ServerError> {
             conn.writing = blocked;
         }
     }
-    Server::assemble(poll, listeners, metrics, conns, chat, tls, config)
+    let mut server = Server::assemble(poll, listeners, metrics, conns, chat, tls, config)?;
+    server.cluster = cluster;
+    Ok(server)
 }

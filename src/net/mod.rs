@@ -4,9 +4,10 @@
 //! slab of connections (`conns`) and the pure [`crate::proto::chat::Chat`] core, and carries
 //! out what the core asks for. Around it: `signals`, `handover` (the server's side of an
 //! upgrade, over the channel of `upgrade`), `ops` (counters and status), [`log`], `notify`
-//! (systemd), `metrics` (Prometheus text), [`tls`] (with `tls_loop`, how the loop drives it)
-//! and [`redis`].
+//! (systemd), `metrics` (Prometheus text), [`tls`] (with `tls_loop`, how the loop drives it),
+//! [`redis`] and `cluster` (a cluster node's link to its Redis log).
 
+mod cluster;
 mod conns;
 mod event_loop;
 mod fd_limit;
@@ -25,6 +26,7 @@ pub mod tls;
 mod tls_loop;
 pub(crate) mod upgrade;
 
+pub use cluster::ClusterError;
 pub use event_loop::{Server, ServerError};
 pub use peer::peer_of;
 

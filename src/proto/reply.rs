@@ -298,6 +298,31 @@ pub fn reconnect_after_upgrade(out: &mut impl BufMut) {
     notice(out, &["Server upgraded: please reconnect."]);
 }
 
+/// Cluster mode: Redis has not answered for 2 seconds; input waits meanwhile.
+pub fn chat_paused(out: &mut impl BufMut) {
+    notice(out, &["Chat paused: reconnecting."]);
+}
+
+/// Cluster mode: Redis answers again.
+pub fn chat_resumed(out: &mut impl BufMut) {
+    notice(out, &["Chat resumed."]);
+}
+
+/// Cluster mode: the user's node was away long enough to be counted gone, and someone took the
+/// user's nickname meanwhile.
+pub fn nick_taken_while_away(out: &mut impl BufMut, nick: &str, guest: &str) {
+    notice(
+        out,
+        &[
+            "Your nickname ",
+            nick,
+            " was taken while this server was away; you are now ",
+            guest,
+            ".",
+        ],
+    );
+}
+
 /// A word the user typed, cleaned and shortened so it can be echoed in an error line.
 fn shown_word(word: &str) -> String {
     let mut clean = String::new();

@@ -8,12 +8,14 @@
 //! too-slow close carries no output, no timer fires into a busy loop, and no held connection is
 //! left without a deadline to wake it.
 
+pub mod cluster;
 mod text;
 
 pub use text::{check_text, forbidden};
 
 use crate::net::peer_of;
-use crate::proto::chat::{Chat, CloseReason, Closed, ConnId, Output, Peer, Settings};
+use crate::proto::chat::{Chat, CloseReason, Closed, ConnId, LogPos, Output, Peer, Settings};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::io::IoSlice;
 use std::net::{IpAddr, Ipv4Addr};
@@ -79,6 +81,12 @@ pub struct Sim {
     pub restarts: usize,
     /// Bytes written to all connections.
     pub bytes_written: u64,
+    /// Cluster mode: entries the core published, not yet taken by [`Sim::take_published`].
+    published: Vec<Bytes>,
+    /// Cluster mode: snapshots the core handed out to store, not yet taken.
+    snapshots: Vec<(LogPos, Bytes)>,
+    /// Cluster mode: the core asked to start over from the stored snapshot.
+    pub resync_wanted: bool,
 }
 
 impl Sim {
@@ -103,6 +111,9 @@ impl Sim {
             shut_down: false,
             restarts: 0,
             bytes_written: 0,
+            published: Vec::new(),
+            snapshots: Vec::new(),
+            resync_wanted: false,
         }
     }
 
@@ -297,6 +308,10 @@ impl Sim {
     pub fn restart(&mut self) -> Result<(), SimError> {
         self.drain()?;
         let now = self.now();
+        if self.chat.log_busy() {
+            // An upgrade of a cluster node waits until nothing is on its way through the log.
+            return Ok(());
+        }
         let blob = self
             .chat
             .export(now)
@@ -329,6 +344,9 @@ impl Sim {
                     }
                     self.resumed.push(id);
                 }
+                Output::Publish(entry) => self.published.push(entry),
+                Output::StoreSnapshot { at, blob } => self.snapshots.push((at, blob)),
+                Output::Resync => self.resync_wanted = true,
                 Output::Timeout(_) => return self.check(),
             }
         }

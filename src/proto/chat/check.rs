@@ -40,7 +40,13 @@ impl Chat {
             }
             let local = user.origin.node == self.settings.node;
             let session = self.sessions.get(user.origin.conn);
-            if local && !session.is_some_and(|s| s.phase == Phase::Chatting) {
+            // In a cluster a login may be applied after its connection closed: its leave is
+            // on its way.
+            let leaving = self
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.is_waiting(user.origin.conn));
+            if local && !leaving && !session.is_some_and(|s| s.phase == Phase::Chatting) {
                 return Err(format!("{} has no logged-in session", user.nick));
             }
         }
@@ -62,7 +68,9 @@ impl Chat {
                 node: self.settings.node,
                 conn: id,
             };
-            if s.phase == Phase::Chatting && d.find(origin).is_none() {
+            // In a cluster a user waiting to rejoin is out of the directory meanwhile.
+            let rejoining = self.cluster.as_ref().is_some_and(|c| c.is_rejoining(id));
+            if s.phase == Phase::Chatting && !rejoining && d.find(origin).is_none() {
                 return Err(format!("{id} is logged in but not in the directory"));
             }
         }
@@ -79,7 +87,9 @@ impl Chat {
                 self.outbox.queued()
             ));
         }
-        if live == 0 && (self.admission.addresses() != 0 || d.room_count() != 1) {
+        // Other nodes' users keep rooms of a cluster.
+        let rooms_left = self.cluster.is_none() && d.room_count() != 1;
+        if live == 0 && (self.admission.addresses() != 0 || rooms_left) {
             return Err("state left behind with no connections".to_string());
         }
         Ok(())

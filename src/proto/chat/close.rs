@@ -110,7 +110,10 @@ impl Chat {
             node: self.settings.node,
             conn: p.id,
         };
-        if p.had_login && self.directory.find(who).is_some() {
+        // In a cluster the directory may not have the user yet (its login is on its way) or
+        // any more (it waits to rejoin): the leave follows whatever is on its way.
+        let waiting = self.cluster.as_ref().is_some_and(|c| c.is_waiting(p.id));
+        if p.had_login && (waiting || self.directory.find(who).is_some()) {
             self.submit(Event::Leave {
                 who,
                 note: p.reason.leave_note(),

@@ -196,6 +196,23 @@ impl Apply<'_> {
         }
     }
 
+    /// A user re-announced by its node re-enters its room, as a guest if its nickname was
+    /// taken meanwhile (it is told so).
+    pub(super) fn rejoin(&mut self, who: Origin, nick: Nick, room: RoomName) {
+        if self.dir.find(who).is_some() {
+            return;
+        }
+        let taken = self.dir.find_nick(nick.as_str()).is_some();
+        let shown = if taken { self.dir.next_guest() } else { nick };
+        let (u, r) = self.dir.add_in(who, shown, room);
+        self.announce_entry(u, r);
+        if taken {
+            self.reply(who, |b| {
+                reply::nick_taken_while_away(b, nick.as_str(), shown.as_str())
+            });
+        }
+    }
+
     // ---- helpers ----
 
     /// The user of `who` with its nickname and room.

@@ -135,6 +135,33 @@ impl Directory {
         self.insert(User { origin, nick, room })
     }
 
+    /// Adds a user under `nick` (which must be free) to the room named `room` (created if
+    /// needed), as its last member; returns the user's and the room's keys.
+    pub(super) fn add_in(&mut self, origin: Origin, nick: Nick, room: RoomName) -> (u32, u32) {
+        let room = match self.find_room(room) {
+            Some(r) => r,
+            None => self.create_room_with(room, 0),
+        };
+        (self.insert(User { origin, nick, room }), room)
+    }
+
+    /// The users of `node`, in connection order (the same on every node of a cluster).
+    pub(super) fn users_of(&self, node: u32) -> Vec<Origin> {
+        let mut origins: Vec<Origin> = self
+            .users
+            .iter()
+            .filter(|(_, u)| u.origin.node == node)
+            .map(|(_, u)| u.origin)
+            .collect();
+        origins.sort_by_key(|o| (o.conn.index, o.conn.generation));
+        origins
+    }
+
+    /// Makes the guest counter at least `guests` (a node that rejoins brings its own).
+    pub(super) fn raise_guests(&mut self, guests: u64) {
+        self.guests = self.guests.max(guests);
+    }
+
     fn insert(&mut self, user: User) -> u32 {
         let u = self.users.insert(user) as u32;
         self.index_nick(u);

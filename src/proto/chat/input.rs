@@ -32,6 +32,12 @@ impl Chat {
     /// Runs bytes through telnet decoding and line assembly, acting on complete lines, until
     /// the connection closes or is held (the rest of the bytes is then kept).
     pub(super) fn process_input(&mut self, id: ConnId, bytes: &[u8]) {
+        if self.log_holds(id) {
+            if let Some(s) = self.sessions.open_mut(id) {
+                s.hold_input(Hold::Event, bytes);
+            }
+            return;
+        }
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
@@ -67,7 +73,7 @@ impl Chat {
                         self.timers.push(at, id, TimerKind::Rate);
                     }
                     Hold::Output => self.held_for_output.push(id),
-                    Hold::Reading => {}
+                    Hold::Reading | Hold::Event => {}
                 }
             }
         }
@@ -101,15 +107,20 @@ impl Chat {
                 }
             },
             TelnetEvent::Reply(refusal) => {
-                self.outbox.send(id, |b| b.put_slice(&refusal));
+                self.reply_local(id, |b| b.put_slice(&refusal));
                 Step::Replied
             }
             TelnetEvent::Interrupt => {
                 self.quit(id, "");
-                Step::Stop
+                // In a cluster the quit is on its way: the rest waits (and goes with the close).
+                if self.still_open(id) && self.log_holds(id) {
+                    Step::Hold(Hold::Event)
+                } else {
+                    Step::Stop
+                }
             }
             TelnetEvent::AreYouThere => {
-                self.outbox.send(id, reply::still_here);
+                self.reply_local(id, reply::still_here);
                 Step::Replied
             }
             TelnetEvent::EraseChar => {
@@ -126,6 +137,13 @@ impl Chat {
     /// Unholds `id`, processes the input it held, and tells the shell to read again unless
     /// that input held it once more.
     pub(super) fn release_held_input(&mut self, id: ConnId) {
+        if self.cluster.as_ref().is_some_and(|c| c.blocks(id)) {
+            // It still waits for the log: the log resumes it (`resume_after_log`).
+            if let Some(s) = self.sessions.open_mut(id) {
+                s.hold = Hold::Event;
+            }
+            return;
+        }
         let Some(s) = self.sessions.open_mut(id) else {
             return;
         };
@@ -144,8 +162,22 @@ impl Chat {
     }
 
     /// Hands an event to the log. Standalone, the log is this process: the event is applied
-    /// at once.
+    /// at once; in a cluster it is published and applied when it comes back from the log.
     pub(super) fn submit(&mut self, event: Event<'_>) {
+        if self.cluster.is_some() {
+            self.publish_event(event);
+        } else {
+            self.apply(event);
+        }
+    }
+
+    /// Applies an event to the directory (at its place in the order of events).
+    pub(super) fn apply(&mut self, event: Event<'_>) {
+        self.applier().apply(event);
+    }
+
+    /// Everything applying an event may touch.
+    pub(super) fn applier(&mut self) -> Apply<'_> {
         Apply {
             settings: &self.settings,
             dir: &mut self.directory,
@@ -154,7 +186,6 @@ impl Chat {
             closer: &mut self.closer,
             counters: &mut self.counters,
         }
-        .apply(event);
     }
 
     /// Whether `id` is still open (a reply may just have made it too slow).
@@ -170,7 +201,12 @@ impl Chat {
     fn hold_after_line(&mut self, id: ConnId) -> Option<Hold> {
         let (rate, burst, now) = (self.settings.rate, self.settings.burst, self.now_ms);
         let s = self.sessions.get_mut(id)?;
-        if !s.bucket.take(rate, burst, now) {
+        let emptied = !s.bucket.take(rate, burst, now);
+        // An event on its way holds first; flood control is judged again when it is back.
+        if self.log_holds(id) {
+            return Some(Hold::Event);
+        }
+        if emptied {
             return Some(Hold::Rate);
         }
         self.outbox.flush_wanted().then_some(Hold::Output)
@@ -240,12 +276,12 @@ impl Chat {
                 });
                 self.text_buf = text;
             }
-            Input::Command(Command::Help) => self.outbox.send(id, reply::help),
+            Input::Command(Command::Help) => self.reply_local(id, reply::help),
             Input::Command(Command::Quit(reason)) => self.quit(id, reason),
-            Input::Usage(usage) => self.outbox.send(id, |b| reply::usage(b, usage.form())),
-            Input::BadName(e) => self.outbox.send(id, |b| reply::bad_name(b, e)),
-            Input::NoSuchUser(word) => self.outbox.send(id, |b| reply::no_such_user(b, word)),
-            Input::Unknown(word) => self.outbox.send(id, |b| reply::unknown_command(b, word)),
+            Input::Usage(usage) => self.reply_local(id, |b| reply::usage(b, usage.form())),
+            Input::BadName(e) => self.reply_local(id, |b| reply::bad_name(b, e)),
+            Input::NoSuchUser(word) => self.reply_local(id, |b| reply::no_such_user(b, word)),
+            Input::Unknown(word) => self.reply_local(id, |b| reply::unknown_command(b, word)),
         }
     }
 
@@ -298,7 +334,7 @@ impl Chat {
             .sessions
             .get(id)
             .is_some_and(|s| s.phase != Phase::Chatting);
-        self.outbox.send(id, |b| {
+        self.reply_local(id, |b| {
             reply::line_too_long(b, max_line);
             if at_prompt {
                 b.put_slice(reply::PROMPT);

@@ -10,11 +10,13 @@
 //! (the pipeline from bytes to lines to events), [`event`] (the ordered-event seam),
 //! `commands` (what applying each event does), [`directory`] (nicknames, rooms, members),
 //! `outbox` (shared output chunks, queues, `--sendq`), `admit` (connection limits), `timers`,
-//! `close` (the one close path) and [`snapshot`].
+//! `close` (the one close path), [`snapshot`], and [`cluster`] (the shared log of a cluster
+//! node).
 
 mod admit;
 mod check;
 mod close;
+pub mod cluster;
 mod commands;
 mod counters;
 pub mod directory;
@@ -27,13 +29,16 @@ pub mod snapshot;
 mod timers;
 
 pub use admit::{Peer, PeerKey};
+pub use cluster::{ClusterStart, EntryError, LogPos};
 pub use counters::{Counters, Gauges};
 pub use directory::Origin;
 pub use settings::Settings;
 
 use crate::proto::reply;
 use admit::{Admission, Refusal};
+use bytes::Bytes;
 use close::Closer;
+use cluster::Cluster;
 use directory::Directory;
 use outbox::Outbox;
 use session::{Hold, Phase, Session, Sessions};
@@ -130,6 +135,19 @@ pub enum Output {
     Close(Closed),
     /// Read from this connection again: its input was held and may go on.
     Resume(ConnId),
+    /// Cluster mode: append this entry to the shared log (entries in the order given).
+    Publish(Bytes),
+    /// Cluster mode: store this directory snapshot, taken after the entry at `at` (and trim
+    /// the log below it).
+    StoreSnapshot {
+        /// The last entry the snapshot includes.
+        at: LogPos,
+        /// The snapshot.
+        blob: Bytes,
+    },
+    /// Cluster mode: this node missed entries (the log was trimmed past it): connect to the
+    /// log afresh and call [`Chat::handle_cluster_start`].
+    Resync,
     /// Nothing more to do now: wait for I/O, or until this deadline if there is one.
     Timeout(Option<Instant>),
 }
@@ -157,6 +175,8 @@ pub struct Chat {
     resumed: Vec<ConnId>,
     /// Connections whose input is held until the shell has written this drain's output.
     held_for_output: Vec<ConnId>,
+    /// Cluster mode's state (`None` for a standalone server).
+    cluster: Option<Cluster>,
     shutting_down: bool,
     /// Scratch: the line being assembled during one `handle_input`.
     line_buf: Vec<u8>,
@@ -190,6 +210,7 @@ impl Chat {
             counters: Counters::default(),
             resumed: Vec::new(),
             held_for_output: Vec::new(),
+            cluster: settings.cluster.then(Cluster::new),
             shutting_down: false,
             line_buf: Vec::new(),
             text_buf: String::new(),
@@ -273,6 +294,7 @@ impl Chat {
         while let Some(t) = self.timers.pop_due(self.now_ms) {
             self.fire(t.id(), t.kind);
         }
+        self.heartbeat();
         self.finish();
     }
 
@@ -295,11 +317,20 @@ impl Chat {
     /// told, after whatever was already queued for them.
     pub fn handle_upgraded(&mut self) {
         self.counters.upgrades += 1;
-        for (id, s) in self.sessions.iter().collect::<Vec<_>>() {
+        let mut held = Vec::new();
+        for (id, s) in self.sessions.iter() {
             if s.phase == Phase::Chatting {
                 self.outbox.send(id, reply::server_upgraded);
             }
+            // Input an upgrade stopped (cluster mode) goes on now, before anything new.
+            if s.hold == Hold::Reading && s.has_held() {
+                held.push(id);
+            }
         }
+        for id in held {
+            self.release_held_input(id);
+        }
+        self.finish();
     }
 
     /// `id` cannot be handed over in an upgrade (a TLS connection without kernel offload): a
@@ -322,6 +353,9 @@ impl Chat {
         loop {
             if let Some(closed) = self.closer.next_closed() {
                 return Output::Close(closed);
+            }
+            if let Some(out) = self.poll_cluster() {
+                return out;
             }
             if let Some(id) = self.outbox.next_dirty() {
                 return Output::Write(id);
@@ -361,9 +395,12 @@ impl Chat {
 
     /// When [`Chat::handle_timeout`] next has something to do; `None` when nothing is due ever.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers
-            .next_ms()
-            .map(|ms| self.epoch + Duration::from_millis(ms.saturating_sub(self.offset_ms)))
+        let timers = self.timers.next_ms();
+        let ms = match (timers, self.heartbeat_ms()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        ms.map(|ms| self.epoch + Duration::from_millis(ms.saturating_sub(self.offset_ms)))
     }
 
     /// Bytes queued for all connections and not yet taken by the kernel.

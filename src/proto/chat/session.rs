@@ -32,6 +32,9 @@ pub(super) enum Hold {
     Rate,
     /// This drain cycle queued a lot of output; the shell's next full write resumes it.
     Output,
+    /// Cluster mode: its event is on its way through the shared log (or an upgrade stopped
+    /// new events); applying the event resumes it.
+    Event,
 }
 
 /// The flood-control token bucket (`--burst` lines, refilled at `--rate` per second), kept as
@@ -148,6 +151,11 @@ impl Session {
                 .held
                 .extend_from_slice(bytes);
         }
+    }
+
+    /// Whether input is held (read but not processed).
+    pub(super) fn has_held(&self) -> bool {
+        self.spill.as_ref().is_some_and(|sp| !sp.held.is_empty())
     }
 
     /// Lifts the hold and takes the held input.

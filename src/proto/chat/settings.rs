@@ -32,8 +32,13 @@ pub struct Settings {
     pub idle_timeout: Option<Duration>,
     /// Close connections that have not logged in after this long.
     pub login_timeout: Option<Duration>,
-    /// This node's number in a cluster (0 for a standalone server).
+    /// This node's number in a cluster (0 for a standalone server; in a cluster the shell's
+    /// [`super::Chat::handle_cluster_start`] gives the real one).
     pub node: u32,
+    /// Whether this core is one node of a cluster: events then go through the shared log
+    /// ([`super::Output::Publish`], [`super::Chat::handle_entry`]) instead of being applied
+    /// at once.
+    pub cluster: bool,
 }
 
 impl Default for Settings {
@@ -56,6 +61,7 @@ impl Default for Settings {
             idle_timeout: None,
             login_timeout: None,
             node: 0,
+            cluster: false,
         }
     }
 }

@@ -18,17 +18,18 @@ use super::outbox::Outbox;
 use super::session::{Bucket, Hold, Phase, Session};
 use super::timers::TimerKind;
 use super::{Chat, Closer, ConnId, Counters, Settings};
-use crate::proto::names::{Nick, parse_nick, parse_room};
+use crate::proto::names::{Nick, RoomName, parse_nick, parse_room};
 use crate::proto::wire::line::LineAssembler;
 use crate::proto::wire::telnet::TelnetDecoder;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use thiserror::Error;
 
-/// The version of the state format this program writes.
-pub const STATE_VERSION: u32 = 1;
-/// The versions this program reads: its own and the one before it (there is none before 1).
-pub const READABLE_VERSIONS: &[u32] = &[STATE_VERSION];
+/// The version of the state format this program writes (2: version 1 plus a cluster node's
+/// own state).
+pub const STATE_VERSION: u32 = 2;
+/// The versions this program reads: its own and the one before it.
+pub const READABLE_VERSIONS: &[u32] = &[STATE_VERSION, 1];
 
 const MAGIC: &[u8; 4] = b"NATR";
 
@@ -53,6 +54,21 @@ pub enum SnapshotError {
     /// The body decoded but does not make sense.
     #[error("state is inconsistent: {0}")]
     Invalid(String),
+    /// Export was asked for while an event of this node is on its way through the cluster's
+    /// log (the shell stops new ones with `set_quiescing` and waits).
+    #[error("events are still on their way through the cluster's log")]
+    InFlight,
+    /// The state is a standalone server's and this one is a cluster node, or the other way
+    /// round: `--redis` cannot be added or removed by an upgrade.
+    #[error("the state is a {0}; --redis cannot be added or removed by an upgrade")]
+    Mode(&'static str),
+}
+
+/// Version 2 of the state: version 1, then a cluster node's own state.
+#[derive(Serialize, Deserialize)]
+struct StateV2 {
+    base: StateV1,
+    cluster: Option<super::cluster::ClusterV1>,
 }
 
 /// Version 1 of the state.
@@ -142,15 +158,16 @@ enum TimerKindV1 {
     Rate,
 }
 
+/// A room and its members (also the cluster's directory snapshot uses it).
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
-struct RoomV1 {
+pub(super) struct RoomV1 {
     name: String,
     /// In join order.
     members: Vec<MemberV1>,
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
-struct MemberV1 {
+pub(super) struct MemberV1 {
     node: u32,
     index: u32,
     generation: u32,
@@ -164,6 +181,9 @@ impl Chat {
         if self.shutting_down {
             return Err(SnapshotError::ShuttingDown);
         }
+        if self.log_busy() {
+            return Err(SnapshotError::InFlight);
+        }
         if !self.closer.is_idle()
             || !self.resumed.is_empty()
             || !self.held_for_output.is_empty()
@@ -173,7 +193,7 @@ impl Chat {
         }
         let elapsed = now.saturating_duration_since(self.epoch).as_millis() as u64;
         let now_ms = self.now_ms.max(self.offset_ms + elapsed);
-        let state = StateV1 {
+        let base = StateV1 {
             uptime_ms: self.uptime_base_ms + (now_ms - self.offset_ms),
             counters: counters_v1(self.counters),
             sessions: self
@@ -183,6 +203,10 @@ impl Chat {
                 .collect::<Result<_, _>>()?,
             rooms: self.rooms_v1(),
             guests: self.directory.guests(),
+        };
+        let state = StateV2 {
+            base,
+            cluster: self.cluster_v1(),
         };
         let mut blob = MAGIC.to_vec();
         blob.extend_from_slice(&STATE_VERSION.to_le_bytes());
@@ -200,8 +224,26 @@ impl Chat {
         if !READABLE_VERSIONS.contains(&version) {
             return Err(SnapshotError::Version(version));
         }
-        let state: StateV1 = postcard::from_bytes(body)?;
-        restore(state, settings, now)
+        let (state, cluster) = if version == 1 {
+            (postcard::from_bytes::<StateV1>(body)?, None)
+        } else {
+            let v2: StateV2 = postcard::from_bytes(body)?;
+            (v2.base, v2.cluster)
+        };
+        match (&cluster, settings.cluster) {
+            (None, true) => return Err(SnapshotError::Mode("standalone server's")),
+            (Some(_), false) => return Err(SnapshotError::Mode("cluster node's")),
+            _ => {}
+        }
+        let mut settings = settings;
+        if let Some(c) = &cluster {
+            settings.node = c.node();
+        }
+        let mut chat = restore(state, settings, now)?;
+        if let Some(c) = cluster {
+            chat.restore_cluster(c);
+        }
+        Ok(chat)
     }
 
     fn session_v1(&self, id: ConnId, s: &Session, now_ms: u64) -> Result<SessionV1, SnapshotError> {
@@ -212,7 +254,9 @@ impl Chat {
             Phase::LoggingIn | Phase::Closing => return Err(SnapshotError::NotAtTurnBoundary),
         };
         let hold = match s.hold {
-            Hold::Reading => HoldV1::Reading,
+            // Held only because an upgrade stopped new events: the new process goes on with
+            // the held input (input held with no reason is processed at once after import).
+            Hold::Reading | Hold::Event => HoldV1::Reading,
             Hold::Rate => HoldV1::Rate,
             Hold::Output => HoldV1::Output,
         };
@@ -260,11 +304,17 @@ impl Chat {
         })
     }
 
-    fn rooms_v1(&self) -> Vec<RoomV1> {
+    /// The rooms, the default room first and the others by name (so that every node of a
+    /// cluster lists them alike), each with its members in join order.
+    pub(super) fn rooms_v1(&self) -> Vec<RoomV1> {
         let d = &self.directory;
         let default = d.default_room();
-        let mut keys: Vec<u32> = d.room_entries().map(|(k, _)| k).collect();
-        keys.sort_by_key(|&k| k != default);
+        let mut keys: Vec<(bool, String, u32)> = d
+            .room_entries()
+            .map(|(k, r)| (k != default, r.name.as_str().to_ascii_lowercase(), k))
+            .collect();
+        keys.sort_unstable();
+        let keys: Vec<u32> = keys.into_iter().map(|(_, _, k)| k).collect();
         keys.iter()
             .filter_map(|&k| d.room(k))
             .map(|r| RoomV1 {
@@ -300,7 +350,6 @@ fn counters_v1(c: Counters) -> CountersV1 {
 }
 
 fn restore(state: StateV1, settings: Settings, now: Instant) -> Result<Chat, SnapshotError> {
-    let invalid = |what: &str| SnapshotError::Invalid(what.to_string());
     let mut chat = Chat::new(settings, now);
     // Start the new clock late enough that every carried-over time is still positive.
     let base = state.sessions.iter().map(|s| s.idle_ms).max().unwrap_or(0);
@@ -319,16 +368,7 @@ fn restore(state: StateV1, settings: Settings, now: Instant) -> Result<Chat, Sna
         bytes_out: c.bytes_out,
         upgrades: c.upgrades,
     };
-    let mut rooms = Vec::with_capacity(state.rooms.len());
-    for r in state.rooms {
-        let name = parse_room(&r.name).map_err(|_| invalid("a room name"))?;
-        let members = r
-            .members
-            .into_iter()
-            .map(|m| member(m).ok_or_else(|| invalid("a member")))
-            .collect::<Result<Vec<_>, _>>()?;
-        rooms.push((name, members));
-    }
+    let rooms = rooms_from_v1(state.rooms)?;
     let reserve = chat.settings.max_clients.min(1 << 20);
     chat.directory = Directory::restore(chat.settings.node, reserve, rooms, state.guests);
     chat.outbox = Outbox::new(chat.settings.sendq, reserve);
@@ -337,6 +377,25 @@ fn restore(state: StateV1, settings: Settings, now: Instant) -> Result<Chat, Sna
         restore_session(&mut chat, s, base)?;
     }
     Ok(chat)
+}
+
+/// Rooms with their members, as a snapshot lists them.
+pub(super) type RoomList = Vec<(RoomName, Vec<(Origin, Nick)>)>;
+
+/// The rooms of a snapshot, with their names and members parsed.
+pub(super) fn rooms_from_v1(rooms: Vec<RoomV1>) -> Result<RoomList, SnapshotError> {
+    let invalid = |what: &str| SnapshotError::Invalid(what.to_string());
+    let mut out = Vec::with_capacity(rooms.len());
+    for r in rooms {
+        let name = parse_room(&r.name).map_err(|_| invalid("a room name"))?;
+        let members = r
+            .members
+            .into_iter()
+            .map(|m| member(m).ok_or_else(|| invalid("a member")))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push((name, members));
+    }
+    Ok(out)
 }
 
 fn member(m: MemberV1) -> Option<(Origin, Nick)> {

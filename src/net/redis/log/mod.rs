@@ -204,6 +204,11 @@ impl RedisLog {
         self.last_id
     }
 
+    /// The epoch key's value this log believes in (it changes with [`LogEvent::Restarted`]).
+    pub fn epoch(&self) -> &[u8] {
+        &self.epoch
+    }
+
     /// Payload bytes appended but not yet acknowledged by Redis.
     pub fn pending_append_bytes(&self) -> usize {
         self.append_bytes
@@ -312,6 +317,15 @@ impl RedisLog {
     pub fn request_node_id(&mut self) {
         self.node_ids_wanted += 1;
         self.send_node_ids();
+    }
+
+    /// Reads on after `id` instead of where [`RedisLog::connect`] would start (a process that
+    /// took over from an upgrade resumes after the last entry the old one applied). Call it
+    /// right after `connect`, before the first loop turn.
+    pub fn resume_after(&mut self, id: StreamId) {
+        if !self.reading {
+            self.last_id = id;
+        }
     }
 
     /// Writes the queued commands of both connections (call once per loop turn).

@@ -36,9 +36,17 @@ impl RedisLog {
         } else {
             self.take_reader_replies(now)
         };
-        let result = replies
-            .and(io.map_err(Fault::Conn))
-            .and_then(|()| self.flush_link(writer, now).map_err(Fault::Conn));
+        // The reader's next XREAD goes out with the turn's flush, after the turn's work: by then
+        // Redis holds whatever came meanwhile and one reply carries it all (sent at once, the
+        // XREAD would block and be answered with the first new entry alone).
+        let result = replies.and(io.map_err(Fault::Conn)).and_then(|()| {
+            let flushed = if writer {
+                self.flush_link(writer, now)
+            } else {
+                Ok(())
+            };
+            flushed.map_err(Fault::Conn)
+        });
         if let Err(fault) = result {
             self.lose(writer, fault, now);
         }
