@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::proto::chat::Chat;
 use crate::proto::chat::snapshot::{READABLE_VERSIONS, STATE_VERSION};
 use mio::{Interest, Poll};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// The listener index the metrics listener travels under.
@@ -308,33 +308,8 @@ fn resolve<'a>(
 fn rebuild(config: &Config, received: Received) -> Result<Server, ServerError> {
     // TLS connections are not handed over, but TLS listeners are: the pair is ours to load.
     let tls = TlsShell::load(config)?;
-    let setup = ServerError::Setup;
-    let poll = Poll::new().map_err(setup)?;
-    let mut listeners = Vec::new();
-    let mut metrics = None;
-    for (i, fd) in received.listeners {
-        let socket = std::net::TcpListener::from(fd);
-        if i == METRICS_INDEX {
-            metrics = Some(MetricsListener::from_std(
-                socket,
-                poll.registry(),
-                METRICS_TOKEN,
-            )?);
-        } else {
-            // The same order as ours: every --listen, then every --tls-listen.
-            let is_tls = i as usize >= config.listen.len();
-            let socket = mio::net::TcpListener::from_std(socket);
-            listeners.push(Listener::new(socket, is_tls));
-        }
-    }
-    if listeners.len() != config.listen.len() + config.tls_listen.len() {
-        return Err(ServerError::Takeover(format!(
-            "{} listeners handed over for {} --listen and {} --tls-listen addresses",
-            listeners.len(),
-            config.listen.len(),
-            config.tls_listen.len()
-        )));
-    }
+    let poll = Poll::new().map_err(ServerError::Setup)?;
+    let (listeners, metrics) = rebuild_listeners(config, received.listeners, &poll)?;
     let max_clients = resolve_max_clients(config);
     let settings = config.chat_settings(max_clients);
     let mut chat = Chat::import(&received.state, settings, Instant::now())
@@ -352,8 +327,52 @@ fn rebuild(config: &Config, received: Received) -> Result<Server, ServerError> {
         ),
         None => None,
     };
+    let conns = rebuild_conns(received.conns, &chat, &poll, max_clients)?;
+    let mut server = Server::assemble(poll, listeners, metrics, conns, chat, tls, config)?;
+    server.cluster = cluster;
+    Ok(server)
+}
+
+/// The listeners handed over, in our order: every `--listen`, then every `--tls-listen`, and
+/// the metrics listener under its own index.
+fn rebuild_listeners(
+    config: &Config,
+    received: Vec<(u32, OwnedFd)>,
+    poll: &Poll,
+) -> Result<(Vec<Listener>, Option<MetricsListener>), ServerError> {
+    let mut listeners = Vec::new();
+    let mut metrics = None;
+    for (i, fd) in received {
+        let socket = std::net::TcpListener::from(fd);
+        if i == METRICS_INDEX {
+            let m = MetricsListener::from_std(socket, poll.registry(), METRICS_TOKEN)?;
+            metrics = Some(m);
+        } else {
+            let is_tls = i as usize >= config.listen.len();
+            let socket = mio::net::TcpListener::from_std(socket);
+            listeners.push(Listener::new(socket, is_tls));
+        }
+    }
+    if listeners.len() != config.listen.len() + config.tls_listen.len() {
+        return Err(ServerError::Takeover(format!(
+            "{} listeners handed over for {} --listen and {} --tls-listen addresses",
+            listeners.len(),
+            config.listen.len(),
+            config.tls_listen.len()
+        )));
+    }
+    Ok((listeners, metrics))
+}
+
+/// The connections handed over, checked against the imported state and registered with the
+/// poll (WRITABLE too for those the kernel was refusing).
+fn rebuild_conns(
+    received: Vec<(u64, OwnedFd)>,
+    chat: &Chat,
+    poll: &Poll,
+    max_clients: usize,
+) -> Result<Conns, ServerError> {
     let streams: Vec<_> = received
-        .conns
         .into_iter()
         .map(|(key, fd)| {
             let stream = std::net::TcpStream::from(fd);
@@ -378,11 +397,9 @@ fn rebuild(config: &Config, received: Received) -> Result<Server, ServerError> {
             };
             poll.registry()
                 .register(&mut conn.stream, token_of(id), interest)
-                .map_err(setup)?;
+                .map_err(ServerError::Setup)?;
             conn.writing = blocked;
         }
     }
-    let mut server = Server::assemble(poll, listeners, metrics, conns, chat, tls, config)?;
-    server.cluster = cluster;
-    Ok(server)
+    Ok(conns)
 }

@@ -8,6 +8,7 @@
 //! [`redis`] and `cluster` (a cluster node's link to its Redis log).
 
 mod cluster;
+mod conn_io;
 mod conns;
 mod event_loop;
 mod fd_limit;

@@ -282,16 +282,45 @@ fn decode_body(node: u32, body: &[u8]) -> Result<Body<'_>, EntryError> {
 
 /// A body as the core's types.
 fn typed(node: u32, body: BodyV1<'_>) -> Result<Body<'_>, EntryError> {
+    match body {
+        BodyV1::Heartbeat { applied } => Ok(Body::Heartbeat {
+            applied: LogPos {
+                ms: applied.ms,
+                seq: applied.seq,
+            },
+        }),
+        BodyV1::Rejoin {
+            previous,
+            guests,
+            users,
+        } => {
+            let users = users
+                .into_iter()
+                .map(|u| {
+                    Ok(RejoinUser {
+                        conn: conn_id(u.conn),
+                        nick: nick(u.nick)?,
+                        room: room(u.room)?,
+                    })
+                })
+                .collect::<Result<_, EntryError>>()?;
+            Ok(Body::Rejoin(Rejoin {
+                previous,
+                guests,
+                users,
+            }))
+        }
+        event => Ok(Body::Event(typed_event(node, event)?)),
+    }
+}
+
+/// An event body of node `node`, as the core's [`Event`].
+fn typed_event(node: u32, body: BodyV1<'_>) -> Result<Event<'_>, EntryError> {
     let origin = |c: ConnV1| Origin {
         node,
-        conn: ConnId {
-            index: c.index,
-            generation: c.generation,
-        },
+        conn: conn_id(c),
     };
-    let nick = |s: &str| parse_nick(s).map_err(|_| EntryError::Invalid("nickname"));
-    let room = |s: &str| parse_room(s).map_err(|_| EntryError::Invalid("room name"));
-    let event = match body {
+    Ok(match body {
         BodyV1::Login { conn, nick: n } => Event::Login {
             who: origin(conn),
             nick: n.map(nick).transpose()?,
@@ -332,37 +361,25 @@ fn typed(node: u32, body: BodyV1<'_>) -> Result<Body<'_>, EntryError> {
                 NoteV1::ServerUpgrade => LeaveNote::ServerUpgrade,
             },
         },
-        BodyV1::Heartbeat { applied } => {
-            return Ok(Body::Heartbeat {
-                applied: LogPos {
-                    ms: applied.ms,
-                    seq: applied.seq,
-                },
-            });
+        BodyV1::Heartbeat { .. } | BodyV1::Rejoin { .. } => {
+            return Err(EntryError::Invalid("event body"));
         }
-        BodyV1::Rejoin {
-            previous,
-            guests,
-            users,
-        } => {
-            let users = users
-                .into_iter()
-                .map(|u| {
-                    Ok(RejoinUser {
-                        conn: origin(u.conn).conn,
-                        nick: nick(u.nick)?,
-                        room: room(u.room)?,
-                    })
-                })
-                .collect::<Result<_, EntryError>>()?;
-            return Ok(Body::Rejoin(Rejoin {
-                previous,
-                guests,
-                users,
-            }));
-        }
-    };
-    Ok(Body::Event(event))
+    })
+}
+
+fn conn_id(c: ConnV1) -> ConnId {
+    ConnId {
+        index: c.index,
+        generation: c.generation,
+    }
+}
+
+fn nick(s: &str) -> Result<Nick, EntryError> {
+    parse_nick(s).map_err(|_| EntryError::Invalid("nickname"))
+}
+
+fn room(s: &str) -> Result<RoomName, EntryError> {
+    parse_room(s).map_err(|_| EntryError::Invalid("room name"))
 }
 
 /// Whether an entry's first body is a rejoin (without decoding it): postcard writes the
