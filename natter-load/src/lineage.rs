@@ -5,8 +5,8 @@
 //! process is a child of the old one, which exits once the new one has taken over (so it may
 //! briefly be a zombie, or be gone). [`Lineage::follow`] adopts the old process's children
 //! that run the same program while it lives (so their CPU counts from birth), and once it has
-//! exited makes its successor current: an adopted child that still runs, else a process found
-//! in /proc with the same program file and arguments that started later.
+//! exited makes its successor current: the process found in /proc with the same program file
+//! and arguments that started later (and is not a fork of another such process).
 //!
 //! CPU is read from every generation that still runs each time [`Lineage::sample`] is called,
 //! and the last reading of an exited one is kept: what an old process spends between our
@@ -19,8 +19,11 @@ use crate::proc::{Cpu, Identity, Proc, same_program};
 #[derive(Debug)]
 pub struct Lineage {
     like: Identity,
+    /// Every process of our program seen: those that served, and children that did not
+    /// (a failed upgrade's, or one forked for something else that died before its exec).
     gens: Vec<Gen>,
     current: usize,
+    switches: usize,
 }
 
 #[derive(Debug)]
@@ -50,6 +53,7 @@ impl Lineage {
                 running: true,
             }],
             current: 0,
+            switches: 0,
         })
     }
 
@@ -58,9 +62,9 @@ impl Lineage {
         self.gens[self.current].proc
     }
 
-    /// How many processes this server has been (1 before any upgrade).
+    /// How many processes have served (1 before any upgrade).
     pub fn generations(&self) -> usize {
-        self.gens.len()
+        self.switches + 1
     }
 
     /// Reads the CPU time of every generation that still runs.
@@ -86,6 +90,7 @@ impl Lineage {
     /// process has exited and its successor has become current.
     pub fn follow(&mut self) -> bool {
         self.sample();
+        self.forget_other_programs();
         let cur = self.current();
         if self.gens[self.current].running {
             for kid in cur.children() {
@@ -93,23 +98,50 @@ impl Lineage {
             }
             return false;
         }
-        let successor = (0..self.gens.len())
-            .find(|&i| i != self.current && self.gens[i].running)
-            .or_else(|| {
-                let known: Vec<u32> = self.gens.iter().map(|g| g.proc.pid()).collect();
-                let found = same_program(&self.like, &known);
-                found
-                    .first()
-                    .and_then(|&pid| self.adopt_if_same_program(pid))
-            });
+        let successor = self.successor();
         let Some(next) = successor else {
             return false;
         };
         self.current = next;
+        self.switches += 1;
         if let Some(id) = self.gens[next].proc.identity() {
             self.like = id;
         }
         true
+    }
+
+    /// The running process of our program that replaced the exited current one, adopted. Its
+    /// own fork (before that fork's exec) looks the same, so it is the candidate whose parent
+    /// is not a candidate.
+    fn successor(&mut self) -> Option<usize> {
+        let cur = self.current().pid();
+        let candidates = same_program(&self.like, &[cur]);
+        let pick = candidates.iter().copied().find(|&pid| {
+            Proc::new(pid)
+                .ok()
+                .and_then(|p| p.ppid())
+                .is_some_and(|pp| !candidates.contains(&pp))
+        })?;
+        self.adopt_if_same_program(pick)
+    }
+
+    /// Drops adopted children that turned into another program (a child forked for something
+    /// else runs our program only until its exec).
+    fn forget_other_programs(&mut self) {
+        let current = self.gens[self.current].proc.pid();
+        let like = &self.like;
+        self.gens.retain(|g| {
+            g.proc.pid() == current
+                || !g.running
+                || g.proc
+                    .identity()
+                    .is_none_or(|id| id.exe == like.exe && id.cmdline == like.cmdline)
+        });
+        self.current = self
+            .gens
+            .iter()
+            .position(|g| g.proc.pid() == current)
+            .unwrap_or(0);
     }
 
     /// Adds `pid` as a generation (CPU counted from its birth) if it runs our program; returns
@@ -119,7 +151,8 @@ impl Lineage {
             return Some(i);
         }
         let proc = Proc::new(pid).ok()?;
-        if proc.identity()?.exe != self.like.exe {
+        let id = proc.identity()?;
+        if id.exe != self.like.exe || id.cmdline != self.like.cmdline {
             return None;
         }
         let last = proc.cpu().unwrap_or_default();
@@ -136,66 +169,36 @@ impl Lineage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::{Command, Stdio};
+    use crate::testkit::Respawner;
+    use std::sync::mpsc;
     use std::time::{Duration, Instant};
-
-    /// A shell that, on SIGUSR2, starts itself again (same program, same arguments) and exits:
-    /// the shape of natter's upgrade, without the hand-over.
-    const RESPAWN: &str = r#"
-trap 'kill "$s"; bash "$0" "$@" & exit 0' USR2
-trap 'kill "$s"; exit 0' TERM
-echo "ready $$"
-sleep 600 & s=$!
-wait "$s"
-"#;
 
     #[test]
     fn follows_a_process_that_replaces_itself() {
-        let dir = std::env::temp_dir().join(format!("nl-lineage-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let script = dir.join("respawn.sh");
-        std::fs::write(&script, RESPAWN).unwrap();
-        let mut child = Command::new("bash")
-            .arg(&script)
-            .arg("tag")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let ready = |out: &mut std::io::BufReader<_>| -> u32 {
-            let mut line = String::new();
-            std::io::BufRead::read_line(out, &mut line).unwrap();
-            line.trim().strip_prefix("ready ").unwrap().parse().unwrap()
-        };
-        let first = ready(&mut out);
-        assert_eq!(first, child.id());
-        let mut lin = Lineage::new(first).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let shell = Respawner::start("lineage", move |pid| {
+            let _ = tx.send(pid);
+        });
+        let mut lin = Lineage::new(shell.pid()).unwrap();
         assert!(!lin.follow(), "nothing happened yet");
-        let mut pids = vec![first];
         for _ in 0..2 {
             let old = lin.current().pid();
-            let usr2 = rustix::process::Signal::USR2;
-            rustix::process::kill_process(
-                rustix::process::Pid::from_raw(old as i32).unwrap(),
-                usr2,
-            )
-            .unwrap();
-            let new = ready(&mut out);
+            let pid = rustix::process::Pid::from_raw(old as i32).unwrap();
+            rustix::process::kill_process(pid, rustix::process::Signal::USR2).unwrap();
+            let new = rx.recv_timeout(Duration::from_secs(10)).unwrap();
             let deadline = Instant::now() + Duration::from_secs(10);
             while !lin.follow() {
                 assert!(Instant::now() < deadline, "successor of {old} not found");
                 std::thread::yield_now();
             }
             assert_eq!(lin.current().pid(), new);
-            pids.push(new);
         }
-        assert_eq!(lin.generations(), 3);
-        let last = lin.current().pid();
-        let term = rustix::process::Signal::TERM;
-        rustix::process::kill_process(rustix::process::Pid::from_raw(last as i32).unwrap(), term)
-            .unwrap();
-        child.wait().unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            lin.generations(),
+            3,
+            "the shells' `sleep` children are not generations"
+        );
+        assert_eq!(shell.pids().len(), 3);
         assert!(lin.cpu().ns > 0);
     }
 }

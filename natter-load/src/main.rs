@@ -31,6 +31,8 @@ mod login;
 mod proc;
 mod scenarios;
 mod stats;
+#[cfg(test)]
+mod testkit;
 mod wire;
 
 use cli::Command;

@@ -53,14 +53,25 @@ pub fn parse_stat_ticks(text: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// The state letter (field 3) and start time in clock ticks since boot (field 22) from
-/// /proc/PID/stat.
-pub fn parse_stat_state_start(text: &str) -> Option<(char, u64)> {
+/// Fields of /proc/PID/stat that tell processes apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatIds {
+    /// State letter (field 3): `Z` for a zombie, `X` when dead.
+    pub state: char,
+    /// Parent's pid (field 4).
+    pub ppid: u32,
+    /// Start time in clock ticks since boot (field 22).
+    pub start: u64,
+}
+
+/// Parses state, parent and start time from /proc/PID/stat.
+pub fn parse_stat_ids(text: &str) -> Option<StatIds> {
     let after = &text[text.rfind(')')? + 1..];
     let mut it = after.split_whitespace();
     let state = it.next()?.chars().next()?;
-    let start = it.nth(18)?.parse().ok()?;
-    Some((state, start))
+    let ppid = it.next()?.parse().ok()?;
+    let start = it.nth(17)?.parse().ok()?;
+    Some(StatIds { state, ppid, start })
 }
 
 /// Parses the first field of /proc/PID/schedstat (ns on the CPU).
@@ -169,7 +180,8 @@ impl Proc {
     }
 
     /// Program file, arguments and start time; `None` once the process is gone (or a zombie,
-    /// which has no program file any more).
+    /// which has no program file any more), and for a moment during its exec (the kernel shows
+    /// the new program file before the new arguments).
     pub fn identity(&self) -> Option<Identity> {
         let exe = fs::read_link(format!("/proc/{}/exe", self.pid)).ok()?;
         let exe = match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
@@ -177,21 +189,30 @@ impl Proc {
             None => exe,
         };
         let cmdline = fs::read(format!("/proc/{}/cmdline", self.pid)).ok()?;
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
-        let (_, start) = parse_stat_state_start(&stat)?;
+        if cmdline.is_empty() {
+            return None;
+        }
         Some(Identity {
             exe,
             cmdline,
-            start,
+            start: self.stat_ids()?.start,
         })
+    }
+
+    fn stat_ids(&self) -> Option<StatIds> {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        parse_stat_ids(&stat)
+    }
+
+    /// The parent's pid, while the process exists.
+    pub fn ppid(&self) -> Option<u32> {
+        Some(self.stat_ids()?.ppid)
     }
 
     /// True while the process exists and has not exited (a zombie has exited).
     pub fn is_running(&self) -> bool {
-        fs::read_to_string(format!("/proc/{}/stat", self.pid))
-            .ok()
-            .and_then(|t| parse_stat_state_start(&t))
-            .is_some_and(|(state, _)| !matches!(state, 'Z' | 'X' | 'x'))
+        self.stat_ids()
+            .is_some_and(|ids| !matches!(ids.state, 'Z' | 'X' | 'x'))
     }
 
     /// The process's children, of all its threads (from /proc/PID/task/TID/children; empty
@@ -214,7 +235,8 @@ impl Proc {
 }
 
 /// Running processes with the same program file and arguments as `like`, started no earlier,
-/// other than those in `known`: the candidates for the process that replaced it.
+/// other than those in `known`, in pid order: the candidates for the process that replaced
+/// it. (A candidate's own fork, before its exec, is one too.)
 pub fn same_program(like: &Identity, known: &[u32]) -> Vec<u32> {
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
@@ -227,6 +249,8 @@ pub fn same_program(like: &Identity, known: &[u32]) -> Vec<u32> {
                 id.exe == like.exe && id.cmdline == like.cmdline && id.start >= like.start
             }) && p.is_running()
         })
+        .collect::<std::collections::BTreeSet<u32>>()
+        .into_iter()
         .collect()
 }
 
@@ -262,42 +286,72 @@ mod tests {
     }
 
     #[test]
-    fn stat_state_and_start() {
+    fn stat_state_parent_and_start() {
         let text = "4970 (we ird) x) S 4967 4967 4411 0 -1 4194304 98 0 0 0 70 30 0 0 20 0 1 0 52002 3133440 382";
-        assert_eq!(parse_stat_state_start(text), Some(('S', 52002)));
-        assert_eq!(parse_stat_state_start("1 (x) Z 2 3"), None);
+        let ids = StatIds {
+            state: 'S',
+            ppid: 4967,
+            start: 52002,
+        };
+        assert_eq!(parse_stat_ids(text), Some(ids));
+        assert_eq!(parse_stat_ids("1 (x) Z 2 3"), None);
+    }
+
+    /// A `sleep` child, killed and reaped when dropped (also when a test fails).
+    struct Sleeper(std::process::Child);
+
+    impl Sleeper {
+        fn start(arg: &str) -> (Sleeper, Proc, Identity) {
+            let child = std::process::Command::new("sleep")
+                .arg(arg)
+                .spawn()
+                .unwrap();
+            let p = Proc::new(child.id()).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let id = loop {
+                if let Some(id) = p.identity() {
+                    break id;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "sleep never showed its arguments"
+                );
+                std::thread::yield_now();
+            };
+            (Sleeper(child), p, id)
+        }
+    }
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 
     #[test]
     fn finds_a_later_process_of_the_same_program() {
         // Two `sleep`s with the same unique argument: the second is the first's "successor".
         let arg = format!("1000.{}", std::process::id());
-        let mut a = std::process::Command::new("sleep")
-            .arg(&arg)
-            .spawn()
-            .unwrap();
-        let pa = Proc::new(a.id()).unwrap();
-        let id_a = pa.identity().unwrap();
+        let (mut a, pa, id_a) = Sleeper::start(&arg);
         assert!(pa.is_running());
-        assert!(same_program(&id_a, &[a.id()]).is_empty());
-        let mut b = std::process::Command::new("sleep")
-            .arg(&arg)
-            .spawn()
-            .unwrap();
-        assert_eq!(same_program(&id_a, &[a.id()]), vec![b.id()]);
-        let me = Proc::new(std::process::id()).unwrap();
-        let kids = me.children();
-        assert!(kids.contains(&a.id()) && kids.contains(&b.id()), "{kids:?}");
-        a.kill().unwrap();
-        b.kill().unwrap();
+        assert!(same_program(&id_a, &[pa.pid()]).is_empty());
+        let (_b, pb, _) = Sleeper::start(&arg);
+        assert_eq!(same_program(&id_a, &[pa.pid()]), vec![pb.pid()]);
+        assert_eq!(pb.ppid(), Some(std::process::id()));
+        let kids = Proc::new(std::process::id()).unwrap().children();
+        assert!(
+            kids.contains(&pa.pid()) && kids.contains(&pb.pid()),
+            "{kids:?}"
+        );
         // Killed but not yet reaped: a zombie has exited.
+        a.0.kill().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while pa.is_running() {
             assert!(Instant::now() < deadline, "sleep did not die");
             std::thread::yield_now();
         }
-        a.wait().unwrap();
-        b.wait().unwrap();
+        drop(a);
         assert!(pa.identity().is_none());
     }
 

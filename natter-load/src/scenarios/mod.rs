@@ -5,6 +5,8 @@ pub mod churn;
 pub mod fanout;
 pub mod idle;
 pub mod servers;
+#[cfg(test)]
+mod tests;
 
 use crate::client::{Ev, Id, Pool};
 use crate::clock::Deadline;

@@ -270,31 +270,25 @@ impl Flow {
 
     fn on_line(&mut self, id: Id, line: &str, now: Instant, now_ns: u64) {
         let role = self.role.get(id).copied().unwrap_or(Role::None);
+        let delivery = self.dialect.chat(line).and_then(|chat| {
+            let st = Stamp::parse(chat.text)?;
+            Some((
+                st,
+                self.sender_nicks
+                    .get(st.sender as usize)
+                    .is_some_and(|n| n == chat.from),
+            ))
+        });
         let Role::Receiver(r) = role else {
-            // Senders get nothing but the upgrade notices (while upgrades are checked).
-            if self.upgrades.is_some() && line != NOTICE {
+            // Senders get the other senders' messages, and the upgrade notices.
+            let expected = line == NOTICE || delivery.is_some_and(|(_, from_sender)| from_sender);
+            if self.upgrades.is_some() && !expected {
                 self.unexpected += 1;
             }
             return;
         };
-        let Some(chat) = self.dialect.chat(line) else {
-            match &mut self.upgrades {
-                Some(u) if line == NOTICE => u.on_notice(r),
-                Some(_) => self.unexpected += 1,
-                None if self.dialect == Dialect::Natter && !line.starts_with("*** ") => {
-                    self.other_lines += 1;
-                }
-                None => {} // notices (natter) and every other IRC message
-            }
-            return;
-        };
-        match Stamp::parse(chat.text) {
-            Some(st)
-                if self
-                    .sender_nicks
-                    .get(st.sender as usize)
-                    .is_some_and(|n| n == chat.from) =>
-            {
+        match delivery {
+            Some((st, true)) => {
                 let latency = now_ns.saturating_sub(st.sent_ns);
                 self.latencies.record(latency);
                 if self.tally.record(r, st.sender as usize, st.seq) {
@@ -305,9 +299,14 @@ impl Flow {
                     u.on_delivery(r, now);
                 }
             }
-            Some(_) => self.tally.garbled += 1,
-            None if self.upgrades.is_some() => self.unexpected += 1,
-            None => self.other_lines += 1,
+            Some((_, false)) => self.tally.garbled += 1,
+            None => match &mut self.upgrades {
+                Some(u) if line == NOTICE => u.on_notice(r),
+                Some(_) => self.unexpected += 1,
+                // natter's notices, and every IRC message that is not a chat line, are fine.
+                None if self.dialect == Dialect::Irc || line.starts_with("*** ") => {}
+                None => self.other_lines += 1,
+            },
         }
     }
 }
