@@ -2,7 +2,8 @@
 
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
-use std::net::{SocketAddr, ToSocketAddrs};
+use crate::flags::Flags;
+use std::net::SocketAddr;
 
 /// Flags every scenario takes.
 #[derive(Debug, Clone)]
@@ -121,35 +122,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
     if flags.take_switch("--help") || flags.take_switch("-h") {
         return Ok(Command::Help);
     }
-    let proto = match flags.take("--proto") {
-        None => Dialect::Natter,
-        Some(p) => Dialect::from_flag(&p)
-            .ok_or_else(|| usage(&format!("--proto {p:?}: expected natter or irc")))?,
-    };
-    let common = Common {
-        addrs: flags.addrs()?,
-        pids: flags.list("--pid")?,
-        proto,
-        timeout_secs: flags.num("--timeout")?.unwrap_or(120),
-        sources: flags.num("--sources")?.unwrap_or(0),
-        quiet_ms: flags.num("--quiet-ms")?.unwrap_or(500),
-    };
-    if common.sources > 8 {
-        return Err(usage("--sources must be 0..=8"));
-    }
-    if !common.pids.is_empty() && common.pids.len() != common.addrs.len() {
-        return Err(usage(&format!(
-            "{} --pid for {} --addr: give one --pid per --addr, in the same order",
-            common.pids.len(),
-            common.addrs.len()
-        )));
-    }
-    if common.sources > 0 && common.addrs.iter().any(|a| !a.is_ipv4()) {
-        return Err(usage("--sources needs an IPv4 server address (127.0.0.x)"));
-    }
-    if common.timeout_secs == 0 {
-        return Err(usage("--timeout must be at least 1"));
-    }
+    let common = common(&mut flags)?;
     let cmd = match scenario.as_str() {
         "idle" => Command::Idle(
             common,
@@ -207,6 +180,40 @@ pub fn parse(args: &[String]) -> Result<Command> {
     flags.finish()?;
     validate(&cmd)?;
     Ok(cmd)
+}
+
+/// The flags every scenario takes.
+fn common(flags: &mut Flags) -> Result<Common> {
+    let proto = match flags.take("--proto") {
+        None => Dialect::Natter,
+        Some(p) => Dialect::from_flag(&p)
+            .ok_or_else(|| usage(&format!("--proto {p:?}: expected natter or irc")))?,
+    };
+    let common = Common {
+        addrs: flags.addrs()?,
+        pids: flags.list("--pid")?,
+        proto,
+        timeout_secs: flags.num("--timeout")?.unwrap_or(120),
+        sources: flags.num("--sources")?.unwrap_or(0),
+        quiet_ms: flags.num("--quiet-ms")?.unwrap_or(500),
+    };
+    if common.sources > 8 {
+        return Err(usage("--sources must be 0..=8"));
+    }
+    if !common.pids.is_empty() && common.pids.len() != common.addrs.len() {
+        return Err(usage(&format!(
+            "{} --pid for {} --addr: give one --pid per --addr, in the same order",
+            common.pids.len(),
+            common.addrs.len()
+        )));
+    }
+    if common.sources > 0 && common.addrs.iter().any(|a| !a.is_ipv4()) {
+        return Err(usage("--sources needs an IPv4 server address (127.0.0.x)"));
+    }
+    if common.timeout_secs == 0 {
+        return Err(usage("--timeout must be at least 1"));
+    }
+    Ok(common)
 }
 
 fn validate(cmd: &Command) -> Result<()> {
@@ -282,126 +289,9 @@ fn positive(v: usize, name: &str) -> Result<()> {
     }
 }
 
-fn usage(msg: &str) -> Error {
+/// A usage error (exit code 2) saying `msg`.
+pub fn usage(msg: &str) -> Error {
     Error::Usage(msg.to_owned())
-}
-
-/// Flags that take no value.
-const SWITCHES: [&str; 3] = ["--help", "-h", "--at-prompt"];
-
-/// `--flag value` / `--flag=value` pairs, consumed as they are looked up.
-struct Flags {
-    pairs: Vec<(String, Option<String>)>,
-}
-
-impl Flags {
-    fn split(args: &[String]) -> Result<Flags> {
-        let mut pairs = Vec::new();
-        let mut it = args.iter().peekable();
-        while let Some(a) = it.next() {
-            if !a.starts_with('-') {
-                return Err(usage(&format!("unexpected argument {a:?}")));
-            }
-            if let Some((k, v)) = a.split_once('=') {
-                pairs.push((k.to_owned(), Some(v.to_owned())));
-            } else if SWITCHES.contains(&a.as_str()) {
-                pairs.push((a.clone(), None));
-            } else {
-                let v = it
-                    .next()
-                    .ok_or_else(|| usage(&format!("{a} needs a value")))?;
-                pairs.push((a.clone(), Some(v.clone())));
-            }
-        }
-        Ok(Flags { pairs })
-    }
-
-    fn take_switch(&mut self, name: &str) -> bool {
-        let before = self.pairs.len();
-        self.pairs.retain(|(k, _)| k != name);
-        self.pairs.len() != before
-    }
-
-    fn take(&mut self, name: &str) -> Option<String> {
-        let mut found = None;
-        self.pairs.retain(|(k, v)| {
-            if k == name {
-                found = v.clone();
-                false
-            } else {
-                true
-            }
-        });
-        found
-    }
-
-    fn num<T: std::str::FromStr>(&mut self, name: &str) -> Result<Option<T>> {
-        match self.take(name) {
-            None => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| usage(&format!("{name}: {v:?} is not a valid number"))),
-        }
-    }
-
-    fn required<T: std::str::FromStr>(&mut self, name: &str) -> Result<T> {
-        self.num(name)?
-            .ok_or_else(|| usage(&format!("{name} is required")))
-    }
-
-    /// Every value of a flag that may be given several times, each possibly a comma list.
-    fn take_all(&mut self, name: &str) -> Vec<String> {
-        let mut found = Vec::new();
-        self.pairs.retain(|(k, v)| {
-            if k != name {
-                return true;
-            }
-            let v = v.as_deref().unwrap_or_default();
-            found.extend(v.split(',').map(|p| p.trim().to_owned()));
-            false
-        });
-        found
-    }
-
-    fn list<T: std::str::FromStr>(&mut self, name: &str) -> Result<Vec<T>> {
-        self.take_all(name)
-            .into_iter()
-            .map(|v| {
-                v.parse()
-                    .map_err(|_| usage(&format!("{name}: {v:?} is not a valid number")))
-            })
-            .collect()
-    }
-
-    fn addrs(&mut self) -> Result<Vec<SocketAddr>> {
-        let mut texts = self.take_all("--addr");
-        if texts.is_empty() {
-            texts.push("127.0.0.1:6677".into());
-        }
-        texts.iter().map(|t| loopback_addr(t)).collect()
-    }
-
-    fn finish(self) -> Result<()> {
-        match self.pairs.first() {
-            Some((k, _)) => Err(usage(&format!("unknown or repeated flag {k}"))),
-            None => Ok(()),
-        }
-    }
-}
-
-fn loopback_addr(text: &str) -> Result<SocketAddr> {
-    let addr = text
-        .to_socket_addrs()
-        .map_err(|e| usage(&format!("--addr {text}: {e}")))?
-        .next()
-        .ok_or_else(|| usage(&format!("--addr {text}: no address")))?;
-    if !addr.ip().is_loopback() {
-        return Err(usage(&format!(
-            "--addr {text}: natter-load only targets loopback addresses"
-        )));
-    }
-    Ok(addr)
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ mod client;
 mod clock;
 mod dialect;
 mod error;
+mod flags;
 mod help;
 mod lineage;
 mod login;

@@ -90,22 +90,19 @@ pub fn run(c: &Common, o: &Idle) -> Result<Report> {
         ms(login_time),
         "ms",
     );
+    let rate = format!("{:.0}", o.n as f64 / login_time.as_secs_f64());
     r.add(
         "logins_per_s",
         &format!("clients per second ({reach})"),
-        format!("{:.0}", o.n as f64 / login_time.as_secs_f64()),
+        rate,
         "",
     );
     if !procs.is_empty() {
         let clients = clients_per_node(o.n, c.addrs.len());
         add_memory(&mut r, &mem_before, &mem_after, &clients);
     }
-    r.add(
-        "idle_secs",
-        "idle window",
-        format!("{:.1}", window.as_secs_f64()),
-        "s",
-    );
+    let secs = format!("{:.1}", window.as_secs_f64());
+    r.add("idle_secs", "idle window", secs, "s");
     r.add("idle_rx_bytes", "bytes received while idle", rx_idle, "B");
     if !procs.is_empty() {
         let cpu: Vec<_> = cpu0.iter().zip(&cpu1).map(|(&a, &b)| used(a, b)).collect();
@@ -113,12 +110,8 @@ pub fn run(c: &Common, o: &Idle) -> Result<Report> {
         add_cpu(&mut r, "server CPU in idle window", &cpu, Some(&unit));
     }
     r.add("probe_login_ms", "fresh clients: login", ms(pr.login), "ms");
-    r.add(
-        "probe_msg_ms",
-        "fresh client: message delivered",
-        ms(pr.message),
-        "ms",
-    );
+    let msg = ms(pr.message);
+    r.add("probe_msg_ms", "fresh client: message delivered", msg, "ms");
     r.add("probe", "fresh client can chat", "ok", "");
     Ok(r)
 }

@@ -2,6 +2,7 @@
 //! make a run fail.
 
 use super::Flow;
+use super::upgrades::Upgrades;
 use crate::cli::{Common, Fanout};
 use crate::lineage::Lineage;
 use crate::proc::Cpu;
@@ -64,23 +65,28 @@ impl Flow {
             r.add("cpu_ns_per_delivery", "server CPU per delivery", per, "ns");
         }
         if let Some(u) = &self.upgrades {
-            r.add("upgrades", "upgrades done", u.done(), "");
-            let label = "upgrades signalled after the last delivery";
-            r.add("upgrades_after_load", label, self.signals_after_load, "");
             let gens = servers.first().map_or(0, Lineage::generations);
-            r.add("server_generations", "server processes seen", gens, "");
-            let label = "freeze: longest wait for a delivery across an upgrade";
-            r.add("freeze_max_ms", label, ms(u.freeze_max), "ms");
-            r.add("unexpected_lines", "unexpected lines", self.unexpected, "");
-            r.add(
-                "extra_notices",
-                "upgrade notices beyond one per upgrade",
-                u.extra_notices,
-                "",
-            );
+            self.add_upgrades(&mut r, u, gens);
         }
         self.checks(&mut r, o);
         r
+    }
+
+    fn add_upgrades(&self, r: &mut Report, u: &Upgrades, generations: usize) {
+        r.add("upgrades", "upgrades done", u.done(), "");
+        let label = "upgrades signalled after the last delivery";
+        r.add("upgrades_after_load", label, self.signals_after_load, "");
+        r.add(
+            "server_generations",
+            "server processes seen",
+            generations,
+            "",
+        );
+        let label = "freeze: longest wait for a delivery across an upgrade";
+        r.add("freeze_max_ms", label, ms(u.freeze_max), "ms");
+        r.add("unexpected_lines", "unexpected lines", self.unexpected, "");
+        let label = "upgrade notices beyond one per upgrade";
+        r.add("extra_notices", label, u.extra_notices, "");
     }
 
     fn checks(&self, r: &mut Report, o: &Fanout) {
