@@ -198,8 +198,16 @@ impl Flow {
                 match ev {
                     Ev::Line(id, line) => self.on_line(id, &line, now, now_ns),
                     Ev::Closed(id, reason, _) => {
+                        let hint = match &self.upgrades {
+                            Some(u) if u.in_flight() => format!(
+                                " (during upgrade {}: a server that does not handle SIGUSR2 \
+                                 is ended by it)",
+                                u.started()
+                            ),
+                            _ => String::new(),
+                        };
                         return Err(Error::Protocol(format!(
-                            "during fanout, client {}: {reason}",
+                            "during fanout, client {}: {reason}{hint}",
                             pool.nick(id)
                         )));
                     }

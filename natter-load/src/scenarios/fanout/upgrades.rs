@@ -79,6 +79,11 @@ impl Upgrades {
         }
     }
 
+    /// Upgrades signalled so far.
+    pub fn started(&self) -> u32 {
+        self.signalled
+    }
+
     /// Upgrades complete so far.
     pub fn done(&self) -> u32 {
         self.done
