@@ -57,6 +57,14 @@ impl Lineage {
         })
     }
 
+    /// Counts CPU from now on (before any upgrade).
+    pub fn count_from_now(&mut self) -> Result<()> {
+        let g = &mut self.gens[self.current];
+        g.base = g.proc.cpu()?;
+        g.last = g.base;
+        Ok(())
+    }
+
     /// The process that serves now.
     pub fn current(&self) -> Proc {
         self.gens[self.current].proc

@@ -11,7 +11,6 @@ mod report;
 mod tally;
 mod upgrades;
 
-use super::servers::used;
 use super::{LOGIN_CONCURRENCY, Spec, TICK, ensure_capacity, login_all, nick, wait_quiet};
 use crate::cli::{Common, Fanout};
 use crate::client::{Ev, Id, Pool, Target};
@@ -43,6 +42,12 @@ enum Role {
 pub fn run(c: &Common, o: &Fanout) -> Result<Report> {
     let deadline = Deadline::in_secs(c.timeout_secs);
     ensure_capacity(o.receivers + o.senders, "fanout")?;
+    // Checked now, counted from the first message on.
+    let mut servers: Vec<Lineage> = c
+        .pids
+        .iter()
+        .map(|&p| Lineage::new(p))
+        .collect::<Result<_>>()?;
     let mut pool = Pool::new(Target {
         addrs: c.addrs.clone(),
         sources: c.sources,
@@ -67,21 +72,16 @@ pub fn run(c: &Common, o: &Fanout) -> Result<Report> {
     wait_quiet(&mut pool, &deadline, Duration::from_millis(c.quiet_ms))?;
 
     eprintln!("natter-load: sending");
-    let mut servers: Vec<Lineage> = c
-        .pids
-        .iter()
-        .map(|&p| Lineage::new(p))
-        .collect::<Result<_>>()?;
-    let cpu0: Vec<_> = servers.iter().map(Lineage::cpu).collect();
+    for s in &mut servers {
+        s.count_from_now()?;
+    }
     let mut flow = Flow::new(c, o, &specs, &ids);
     flow.drive(&mut pool, &deadline, &mut servers)?;
     for s in &mut servers {
         s.sample();
     }
     drop(pool);
-    let cpu: Vec<_> = (servers.iter().zip(cpu0))
-        .map(|(s, before)| used(before, s.cpu()))
-        .collect();
+    let cpu: Vec<_> = servers.iter().map(Lineage::cpu).collect();
     Ok(flow.report(c, o, &cpu, &servers))
 }
 
