@@ -7,7 +7,7 @@
 #   benches/load.sh compare                     natter vs ngircd, same load, same run
 #
 # `compare` runs the fanout scenario (1,000 receivers, 4 senders, M=COMPARE_M messages each,
-# default 1000) against natter and against ngircd (NGIRCD=/usr/sbin/ngircd, configured by
+# default 2000) against natter and against ngircd (NGIRCD=/usr/sbin/ngircd, configured by
 # benches/ngircd.conf) alternately, RUNS times each, a fresh server per run, and prints both
 # medians and the ratio natter/ngircd of the server CPU per delivery.
 set -euo pipefail
@@ -90,7 +90,7 @@ run_scenario() {
 }
 
 compare() {
-    local m=${COMPARE_M:-1000}
+    local m=${COMPARE_M:-2000}
     local args=(fanout -r 1000 -s 4 -m "$m")
     for _ in $(seq "$runs"); do
         start_natter
