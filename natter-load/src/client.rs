@@ -1,21 +1,16 @@
-//! Many non-blocking client connections on one `mio::Poll`, each logged in by the contract.
+//! Many non-blocking client connections on one `mio::Poll`, each brought to its goal by a
+//! [`Login`] (natter's login or IRC registration, see `login.rs`).
 //!
-//! A [`Pool`] owns the sockets. Each connection walks through the login that PROTOCOL.md
-//! guarantees, with no knowledge of the server's exact texts:
-//!
-//! 1. read until the prompt `Your nickname: ` (no line end) and send `NICK\r\n`;
-//! 2. wait for a `*** ` line naming NICK (the login reply); an `!!! ` line instead is an error;
-//! 3. optionally send `/join ROOM`, then whisper itself `/w NICK nlsync` and wait for the echo
-//!    `-> *NICK* nlsync`: the server handles a client's lines in order, so everything the join
-//!    caused for this client has been sent before that echo.
-//!
-//! Then the pool reports [`Ev::Ready`] and hands every later line to the scenario as
-//! [`Ev::Line`]. Reads go through one shared scratch buffer; per connection only an unfinished
-//! line and unsent bytes are kept. Writes that the kernel refuses are queued and flushed when
-//! the socket becomes writable again (edge-triggered, registered once), so nothing spins.
+//! A [`Pool`] owns the sockets and feeds each connection's [`Login`]; once it is ready, every
+//! later line goes to the scenario as [`Ev::Line`]. Reads go through one shared scratch
+//! buffer; per connection only an unfinished line and unsent bytes are kept. Writes that the
+//! kernel refuses are queued and flushed when the socket becomes writable again
+//! (edge-triggered, registered once), so nothing spins.
 
+use crate::dialect::Dialect;
 use crate::error::{Error, IoContext, Result};
-use crate::wire::{self, LineBuf};
+use crate::login::{Goal, Login, Phase, Step};
+use crate::wire::LineBuf;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read, Write};
@@ -25,13 +20,11 @@ use std::time::{Duration, Instant};
 /// Index of a connection in its pool; valid until [`Pool::remove`] is called for it.
 pub type Id = usize;
 
-/// The token every client whispers itself as a sync barrier.
-pub const SYNC_TOKEN: &str = "nlsync";
-
 /// Something that happened to one connection.
 #[derive(Debug)]
 pub enum Ev {
-    /// Logged in (and joined, if asked) and past the sync barrier.
+    /// Reached its goal: at the prompt, or logged in (and joined, if asked) and past the sync
+    /// barrier.
     Ready(Id),
     /// A line from the server after [`Ev::Ready`] (without CR LF).
     Line(Id, String),
@@ -40,21 +33,11 @@ pub enum Ev {
     Closed(Id, String, bool),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Connecting,
-    AwaitPrompt,
-    AwaitLogin,
-    AwaitSync,
-    Ready,
-    Closed,
-}
-
 struct Conn {
     stream: TcpStream,
-    nick: String,
-    join: Option<String>,
-    phase: Phase,
+    node: usize,
+    login: Login,
+    closed: bool,
     lines: LineBuf,
     out: Vec<u8>,
     out_pos: usize,
@@ -64,10 +47,12 @@ struct Conn {
 /// Where the clients connect to and from.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The server's address (loopback).
-    pub addr: SocketAddr,
+    /// The servers' addresses (loopback); a client connects to the one its node index names.
+    pub addrs: Vec<SocketAddr>,
     /// Bind source addresses 127.0.0.1 ..= 127.0.0.K round-robin (0 = let the kernel choose).
     pub sources: u8,
+    /// The protocol the clients speak.
+    pub dialect: Dialect,
 }
 
 /// A set of client connections driven by one `mio::Poll`.
@@ -103,14 +88,21 @@ impl Pool {
         })
     }
 
+    /// The dialect the clients speak.
+    pub fn dialect(&self) -> Dialect {
+        self.target.dialect
+    }
+
     /// The mio registry, e.g. to register a `Waker`. Tokens from `usize::MAX` down are free.
     pub fn registry(&self) -> &mio::Registry {
         self.poll.registry()
     }
 
-    /// Starts a connection that will log in as `nick` and, if given, `/join` `join`.
-    pub fn connect(&mut self, nick: &str, join: Option<&str>) -> Result<Id> {
-        let stream = self.open_socket()?;
+    /// Starts a connection to node `node` (an index into the target's addresses, taken modulo
+    /// their number) that will go as far as `goal` as `nick`.
+    pub fn connect(&mut self, nick: &str, goal: Goal, node: usize) -> Result<Id> {
+        let node = node % self.target.addrs.len();
+        let stream = self.open_socket(self.target.addrs[node])?;
         // Small request lines must not wait for delayed ACKs (Nagle), or latency is 40 ms.
         stream
             .set_nodelay(true)
@@ -124,9 +116,9 @@ impl Pool {
         };
         let mut conn = Conn {
             stream,
-            nick: nick.to_owned(),
-            join: join.map(str::to_owned),
-            phase: Phase::Connecting,
+            node,
+            login: Login::new(self.target.dialect, nick, goal),
+            closed: false,
             lines: LineBuf::default(),
             out: Vec::new(),
             out_pos: 0,
@@ -145,8 +137,7 @@ impl Pool {
         Ok(id)
     }
 
-    fn open_socket(&mut self) -> Result<TcpStream> {
-        let addr = self.target.addr;
+    fn open_socket(&mut self, addr: SocketAddr) -> Result<TcpStream> {
         if self.target.sources == 0 {
             return TcpStream::connect(addr).map_err(|e| connect_error(addr, None, e));
         }
@@ -172,11 +163,11 @@ impl Pool {
         let Some(conn) = self.conns.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
-        if conn.phase == Phase::Closed {
+        if conn.closed {
             return;
         }
         conn.out.extend_from_slice(bytes);
-        if conn.phase != Phase::Connecting
+        if conn.login.phase() != Phase::Connecting
             && let Err(e) = flush(conn)
         {
             self.close(id, format!("write failed: {e}"));
@@ -188,7 +179,7 @@ impl Pool {
         self.conns
             .get(id)
             .and_then(Option::as_ref)
-            .map_or("", |c| c.nick.as_str())
+            .map_or("", |c| c.login.nick())
     }
 
     /// Time since `connect` was called for `id`.
@@ -218,11 +209,16 @@ impl Pool {
     pub fn phases(&self) -> String {
         let mut n = [0usize; 6];
         for c in self.conns.iter().flatten() {
-            n[c.phase as usize] += 1;
+            let i = if c.closed {
+                5
+            } else {
+                c.login.phase() as usize
+            };
+            n[i] += 1;
         }
         format!(
             "{} connecting, {} awaiting the prompt, {} awaiting the login reply, \
-             {} awaiting the sync echo, {} ready, {} closed",
+             {} awaiting the sync reply, {} ready, {} closed",
             n[0], n[1], n[2], n[3], n[4], n[5]
         )
     }
@@ -232,7 +228,7 @@ impl Pool {
         self.conns
             .iter()
             .flatten()
-            .filter(|c| c.phase == Phase::AwaitPrompt)
+            .filter(|c| !c.closed && c.login.wants_prompt())
             .count()
     }
 
@@ -281,26 +277,29 @@ impl Pool {
         let Some(conn) = self.conns[id].as_mut() else {
             return;
         };
-        if conn.phase == Phase::Closed {
+        if conn.closed {
             return;
         }
-        if conn.phase == Phase::Connecting {
+        if conn.login.phase() == Phase::Connecting {
+            let addr = self.target.addrs[conn.node];
             match conn.stream.take_error() {
                 Ok(Some(e)) | Err(e) => {
-                    let msg = format!("connect to {} failed: {e}", self.target.addr);
-                    return self.close(id, msg);
+                    return self.close(id, format!("connect to {addr} failed: {e}"));
                 }
                 Ok(None) => {}
             }
             match conn.stream.peer_addr() {
-                Ok(_) => conn.phase = Phase::AwaitPrompt,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(e) => {
-                    let msg = format!("connect to {} failed: {e}", self.target.addr);
-                    return self.close(id, msg);
+                Ok(_) => {
+                    let step = conn.login.connected();
+                    self.apply(id, step);
                 }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => return self.close(id, format!("connect to {addr} failed: {e}")),
             }
         }
+        let Some(conn) = self.conns[id].as_mut() else {
+            return;
+        };
         if writable && let Err(e) = flush(conn) {
             return self.close(id, format!("write failed: {e}"));
         }
@@ -314,7 +313,7 @@ impl Pool {
             let Some(conn) = self.conns[id].as_mut() else {
                 return;
             };
-            if conn.phase == Phase::Closed {
+            if conn.closed {
                 return;
             }
             let n = match conn.stream.read(&mut self.scratch) {
@@ -334,57 +333,46 @@ impl Pool {
                 return self.close(id, "server sent a line longer than 64 KiB".into());
             }
             for line in lines {
-                self.on_line(id, line);
+                let Some(conn) = self.conns[id].as_mut() else {
+                    return;
+                };
+                if conn.closed {
+                    return;
+                }
+                let step = conn.login.line(line);
+                self.apply(id, step);
             }
             let Some(conn) = self.conns[id].as_mut() else {
                 return;
             };
-            if conn.phase == Phase::AwaitPrompt && conn.lines.at_prompt() {
+            if !conn.closed && conn.login.wants_prompt() && conn.lines.at_prompt() {
                 conn.lines.clear();
-                conn.phase = Phase::AwaitLogin;
-                let nick = format!("{}\r\n", conn.nick);
-                self.send(id, nick.as_bytes());
+                let step = conn.login.prompt();
+                self.apply(id, step);
             }
         }
     }
 
-    fn on_line(&mut self, id: Id, line: String) {
-        let Some(conn) = self.conns[id].as_mut() else {
-            return;
-        };
-        match conn.phase {
-            Phase::Ready => self.pending.push(Ev::Line(id, line)),
-            Phase::AwaitLogin | Phase::AwaitSync if line.starts_with("!!! ") => {
-                let msg = format!("{} was refused: {line}", conn.nick);
-                self.close(id, msg);
-            }
-            Phase::AwaitLogin if wire::notice_names(&line, &conn.nick) => {
-                conn.phase = Phase::AwaitSync;
-                let mut req = String::new();
-                if let Some(room) = &conn.join {
-                    req.push_str(&format!("/join {room}\r\n"));
-                }
-                req.push_str(&wire::barrier_request(&conn.nick, SYNC_TOKEN));
-                self.send(id, req.as_bytes());
-            }
-            Phase::AwaitSync if wire::is_barrier_echo(&line, &conn.nick, SYNC_TOKEN) => {
-                conn.phase = Phase::Ready;
-                self.pending.push(Ev::Ready(id));
-            }
-            // Banner, notices about others before we are ready: not the scenario's business.
-            _ => {}
+    /// Carries out what a connection's [`Login`] asked for.
+    fn apply(&mut self, id: Id, step: Step) {
+        match step {
+            Step::Wait => {}
+            Step::Send(bytes) => self.send(id, bytes.as_bytes()),
+            Step::Ready => self.pending.push(Ev::Ready(id)),
+            Step::Refused(reason) => self.close(id, reason),
+            Step::Deliver(line) => self.pending.push(Ev::Line(id, line)),
         }
     }
 
     fn close(&mut self, id: Id, reason: String) {
         if let Some(conn) = self.conns[id].as_mut()
-            && conn.phase != Phase::Closed
+            && !conn.closed
         {
-            let was_ready = conn.phase == Phase::Ready;
-            conn.phase = Phase::Closed;
+            conn.closed = true;
             conn.out = Vec::new();
             conn.out_pos = 0;
-            self.pending.push(Ev::Closed(id, reason, was_ready));
+            self.pending
+                .push(Ev::Closed(id, reason, conn.login.is_ready()));
         }
     }
 }

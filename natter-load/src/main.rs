@@ -2,9 +2,15 @@
 //! line protocol of PROTOCOL.md. It relies only on that contract, never on exact reply texts.
 //!
 //! Scenarios (`natter-load --help` has every flag):
-//! - `idle`: hold N logged-in clients; server memory per connection and idle CPU;
-//! - `fanout`: R receivers and S senders in one room; deliveries/s, latency, loss, order;
+//! - `idle`: hold N logged-in clients (or N silent at the prompt); server memory per
+//!   connection and idle CPU;
+//! - `fanout`: R receivers and S senders in one room; deliveries/s, latency, loss, order,
+//!   optionally across SIGUSR2 upgrades of the server;
 //! - `churn`: connect-login-chat-quit N times; fds and RSS must return to baseline.
+//!
+//! `idle` and `fanout` also speak IRC (`--proto irc`), for a same-run comparison with an IRC
+//! server, and spread clients over several servers (`--addr` given several times, e.g. the
+//! nodes of a cluster), reporting the /proc figures per node and summed.
 //!
 //! Each prints a human table and one `natter-load-result key=value ...` line on stdout;
 //! progress and errors go to stderr. Exit codes: 0 ok, 1 failed check/timeout/error, 2 usage.
@@ -17,10 +23,17 @@
 mod cli;
 mod client;
 mod clock;
+mod dialect;
 mod error;
+mod flags;
+mod help;
+mod lineage;
+mod login;
 mod proc;
 mod scenarios;
 mod stats;
+#[cfg(test)]
+mod testkit;
 mod wire;
 
 use cli::Command;
@@ -59,7 +72,7 @@ fn run(args: &[String]) -> Result<Option<Report>> {
     }
     match cmd {
         Command::Help => {
-            print!("{}", cli::HELP);
+            print!("{}", help::HELP);
             Ok(None)
         }
         Command::Idle(c, o) => scenarios::idle::run(&c, &o).map(Some),

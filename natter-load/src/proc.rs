@@ -1,10 +1,12 @@
 //! Reading the server's figures from /proc: memory (VmRSS, RssAnon), CPU time (utime+stime in
-//! clock ticks, and the precise run time in ns from schedstat) and the number of open fds.
+//! clock ticks, and the precise run time in ns from schedstat), the number of open fds, and
+//! what identifies a process across an upgrade (program file, arguments, start time, state).
 //!
 //! The parsers take the files' text so they are unit-tested on sample text.
 
 use crate::error::{IoContext, Result};
 use std::fs;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Memory figures from /proc/PID/status, in KiB.
@@ -49,6 +51,27 @@ pub fn parse_stat_ticks(text: &str) -> Option<u64> {
     let utime: u64 = it.next()?.parse().ok()?;
     let stime: u64 = it.next()?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// Fields of /proc/PID/stat that tell processes apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatIds {
+    /// State letter (field 3): `Z` for a zombie, `X` when dead.
+    pub state: char,
+    /// Parent's pid (field 4).
+    pub ppid: u32,
+    /// Start time in clock ticks since boot (field 22).
+    pub start: u64,
+}
+
+/// Parses state, parent and start time from /proc/PID/stat.
+pub fn parse_stat_ids(text: &str) -> Option<StatIds> {
+    let after = &text[text.rfind(')')? + 1..];
+    let mut it = after.split_whitespace();
+    let state = it.next()?.chars().next()?;
+    let ppid = it.next()?.parse().ok()?;
+    let start = it.nth(17)?.parse().ok()?;
+    Some(StatIds { state, ppid, start })
 }
 
 /// Parses the first field of /proc/PID/schedstat (ns on the CPU).
@@ -138,6 +161,99 @@ impl Proc {
     }
 }
 
+/// What tells one server process from another with the same program: used to find the process
+/// that replaced it in an upgrade (a fresh start of the same program file, same arguments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The program file, without the ` (deleted)` the kernel appends once it was replaced.
+    pub exe: PathBuf,
+    /// The arguments, NUL-separated as in /proc/PID/cmdline.
+    pub cmdline: Vec<u8>,
+    /// Start time in clock ticks since boot.
+    pub start: u64,
+}
+
+impl Proc {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Program file, arguments and start time; `None` once the process is gone (or a zombie,
+    /// which has no program file any more), and for a moment during its exec (the kernel shows
+    /// the new program file before the new arguments).
+    pub fn identity(&self) -> Option<Identity> {
+        let exe = fs::read_link(format!("/proc/{}/exe", self.pid)).ok()?;
+        let exe = match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+            Some(s) => PathBuf::from(s),
+            None => exe,
+        };
+        let cmdline = fs::read(format!("/proc/{}/cmdline", self.pid)).ok()?;
+        if cmdline.is_empty() {
+            return None;
+        }
+        Some(Identity {
+            exe,
+            cmdline,
+            start: self.stat_ids()?.start,
+        })
+    }
+
+    fn stat_ids(&self) -> Option<StatIds> {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        parse_stat_ids(&stat)
+    }
+
+    /// The parent's pid, while the process exists.
+    pub fn ppid(&self) -> Option<u32> {
+        Some(self.stat_ids()?.ppid)
+    }
+
+    /// True while the process exists and has not exited (a zombie has exited).
+    pub fn is_running(&self) -> bool {
+        self.stat_ids()
+            .is_some_and(|ids| !matches!(ids.state, 'Z' | 'X' | 'x'))
+    }
+
+    /// The process's children, of all its threads (from /proc/PID/task/TID/children; empty
+    /// if unreadable).
+    pub fn children(&self) -> Vec<u32> {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{}/task", self.pid)) else {
+            return Vec::new();
+        };
+        let mut kids = Vec::new();
+        for task in tasks.flatten() {
+            if let Ok(text) = fs::read_to_string(task.path().join("children")) {
+                kids.extend(
+                    text.split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
+            }
+        }
+        kids
+    }
+}
+
+/// Running processes with the same program file and arguments as `like`, started no earlier,
+/// other than those in `known`, in pid order: the candidates for the process that replaced
+/// it. (A candidate's own fork, before its exec, is one too.)
+pub fn same_program(like: &Identity, known: &[u32]) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| !known.contains(pid))
+        .filter(|&pid| {
+            let p = Proc { pid };
+            p.identity().is_some_and(|id| {
+                id.exe == like.exe && id.cmdline == like.cmdline && id.start >= like.start
+            }) && p.is_running()
+        })
+        .collect::<std::collections::BTreeSet<u32>>()
+        .into_iter()
+        .collect()
+}
+
 fn bad_format(path: &str) -> crate::error::Error {
     crate::error::Error::Protocol(format!("{path} has an unexpected format"))
 }
@@ -167,6 +283,76 @@ mod tests {
         let odd = "4970 (we ird) x) S 4967 4967 4411 0 -1 4194304 98 0 0 0 70 30 0 0 20 0 1 0";
         assert_eq!(parse_stat_ticks(odd), Some(100));
         assert_eq!(parse_stat_ticks("1 (x) S 2 3"), None);
+    }
+
+    #[test]
+    fn stat_state_parent_and_start() {
+        let text = "4970 (we ird) x) S 4967 4967 4411 0 -1 4194304 98 0 0 0 70 30 0 0 20 0 1 0 52002 3133440 382";
+        let ids = StatIds {
+            state: 'S',
+            ppid: 4967,
+            start: 52002,
+        };
+        assert_eq!(parse_stat_ids(text), Some(ids));
+        assert_eq!(parse_stat_ids("1 (x) Z 2 3"), None);
+    }
+
+    /// A `sleep` child, killed and reaped when dropped (also when a test fails).
+    struct Sleeper(std::process::Child);
+
+    impl Sleeper {
+        fn start(arg: &str) -> (Sleeper, Proc, Identity) {
+            let child = std::process::Command::new("sleep")
+                .arg(arg)
+                .spawn()
+                .unwrap();
+            let p = Proc::new(child.id()).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let id = loop {
+                if let Some(id) = p.identity() {
+                    break id;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "sleep never showed its arguments"
+                );
+                std::thread::yield_now();
+            };
+            (Sleeper(child), p, id)
+        }
+    }
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn finds_a_later_process_of_the_same_program() {
+        // Two `sleep`s with the same unique argument: the second is the first's "successor".
+        let arg = format!("1000.{}", std::process::id());
+        let (mut a, pa, id_a) = Sleeper::start(&arg);
+        assert!(pa.is_running());
+        assert!(same_program(&id_a, &[pa.pid()]).is_empty());
+        let (_b, pb, _) = Sleeper::start(&arg);
+        assert_eq!(same_program(&id_a, &[pa.pid()]), vec![pb.pid()]);
+        assert_eq!(pb.ppid(), Some(std::process::id()));
+        let kids = Proc::new(std::process::id()).unwrap().children();
+        assert!(
+            kids.contains(&pa.pid()) && kids.contains(&pb.pid()),
+            "{kids:?}"
+        );
+        // Killed but not yet reaped: a zombie has exited.
+        a.0.kill().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pa.is_running() {
+            assert!(Instant::now() < deadline, "sleep did not die");
+            std::thread::yield_now();
+        }
+        drop(a);
+        assert!(pa.identity().is_none());
     }
 
     #[test]

@@ -155,6 +155,15 @@ impl Report {
         (!self.failures.is_empty()).then(|| self.failures.join("; "))
     }
 
+    /// The value of `key` in the summary line.
+    #[cfg(test)]
+    pub fn value(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The human table.
     pub fn table(&self) -> String {
         let w = self.rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);

@@ -1,5 +1,5 @@
 //! Pure protocol pieces: splitting the server's byte stream into lines, spotting the login
-//! prompt, recognising the contract's replies, and encoding/decoding the load messages.
+//! prompt, recognising natter's login replies, and the text of the load messages.
 //!
 //! Nothing here touches sockets or clocks, so all of it is unit-tested below.
 
@@ -123,15 +123,13 @@ pub struct Stamp {
 }
 
 impl Stamp {
-    /// The chat line to send (with CR LF): `nl SENDER SEQ NS`.
-    pub fn encode(&self) -> String {
-        format!("nl {} {} {}\r\n", self.sender, self.seq, self.sent_ns)
+    /// The chat text to send: `nl SENDER SEQ NS` (the dialect adds the request around it).
+    pub fn text(&self) -> String {
+        format!("nl {} {} {}", self.sender, self.seq, self.sent_ns)
     }
 
-    /// Parses a received chat line `<NICK> nl SENDER SEQ NS`; `None` for any other line.
-    pub fn decode(line: &str) -> Option<Stamp> {
-        let rest = line.strip_prefix('<')?;
-        let (_, text) = rest.split_once("> ")?;
+    /// Parses a received chat text `nl SENDER SEQ NS`; `None` for any other text.
+    pub fn parse(text: &str) -> Option<Stamp> {
         let mut parts = text.strip_prefix("nl ")?.split(' ');
         let sender = parts.next()?.parse().ok()?;
         let seq = parts.next()?.parse().ok()?;
@@ -218,20 +216,17 @@ mod tests {
     }
 
     #[test]
-    fn stamp_encode_decode() {
+    fn stamp_text_round_trip() {
         let s = Stamp {
             sender: 3,
             seq: 199,
             sent_ns: 123_456_789_012,
         };
-        let wire = s.encode();
-        assert_eq!(wire, "nl 3 199 123456789012\r\n");
-        let line = format!("<l0x1003> {}", wire.trim_end());
-        assert_eq!(Stamp::decode(&line), Some(s));
-        assert_eq!(Stamp::decode("*** l0x1 joined #r"), None);
-        assert_eq!(Stamp::decode("<a> hello"), None);
-        assert_eq!(Stamp::decode("<a> nl 1 2"), None);
-        assert_eq!(Stamp::decode("<a> nl 1 2 3 4"), None);
-        assert_eq!(Stamp::decode("<a> nl x 2 3"), None);
+        assert_eq!(s.text(), "nl 3 199 123456789012");
+        assert_eq!(Stamp::parse(&s.text()), Some(s));
+        assert_eq!(Stamp::parse("hello"), None);
+        assert_eq!(Stamp::parse("nl 1 2"), None);
+        assert_eq!(Stamp::parse("nl 1 2 3 4"), None);
+        assert_eq!(Stamp::parse("nl x 2 3"), None);
     }
 }

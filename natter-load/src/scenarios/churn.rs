@@ -6,6 +6,7 @@ use crate::cli::{Churn, Common};
 use crate::client::{Ev, Pool, Target};
 use crate::clock::Deadline;
 use crate::error::{Error, Result};
+use crate::login::Goal;
 use crate::proc::Proc;
 use crate::stats::{Latency, Report};
 use std::collections::HashMap;
@@ -14,11 +15,13 @@ use std::time::{Duration, Instant};
 /// Runs the scenario and returns its report.
 pub fn run(c: &Common, o: &Churn) -> Result<Report> {
     let deadline = Deadline::in_secs(c.timeout_secs);
-    let server = c.pid.map(Proc::new).transpose()?;
+    // One server (cli checks it): natter only, one --addr and at most one --pid.
+    let server = c.pids.first().copied().map(Proc::new).transpose()?;
     ensure_capacity(o.concurrency, "churn --concurrency")?;
     let mut pool = Pool::new(Target {
-        addr: c.addr,
+        addrs: c.addrs.clone(),
         sources: c.sources,
+        dialect: c.proto,
     })?;
     let before = match server {
         Some(p) => {
@@ -42,7 +45,7 @@ pub fn run(c: &Common, o: &Churn) -> Result<Report> {
     eprintln!("natter-load: {} cycles, {} at once", o.n, o.concurrency);
     while done < o.n {
         while started < o.n && pool.live() < o.concurrency {
-            let id = pool.connect(&nick(0, started), None)?;
+            let id = pool.connect(&nick(0, started), Goal::join(None), 0)?;
             cycle.insert(id, (started, false));
             started += 1;
         }

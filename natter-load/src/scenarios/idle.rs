@@ -1,16 +1,20 @@
-//! `idle`: hold N logged-in clients and measure what they cost the server at rest.
+//! `idle`: hold N logged-in clients (or N silent at the nickname prompt) and measure what they
+//! cost the server, or each server when there are several, at rest.
 //!
 //! When N does not fit in this process's open-file limit, the clients are split over worker
 //! processes (this binary re-executed with the hidden [`WORKER_CMD`] subcommand). A worker
 //! talks to the parent over its stdin/stdout, one word a line:
 //! worker `ready` -> parent `settle` -> worker `quiet` -> parent `quit` (or EOF) -> worker exits.
 
+use super::servers::{self, add_cpu, add_memory, clients_per_node, used};
 use super::{Spec, client_capacity, hold, login_all, ms, nick, probe, wait_quiet};
 use crate::cli::{Common, Idle, WORKER_CMD, Worker};
 use crate::client::{Pool, Target};
 use crate::clock::Deadline;
+use crate::dialect::Dialect;
 use crate::error::{Error, IoContext, Result};
-use crate::proc::{Memory, Proc, clock_ticks_per_sec};
+use crate::login::Goal;
+use crate::proc::clock_ticks_per_sec;
 use crate::stats::Report;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -20,82 +24,43 @@ use std::time::{Duration, Instant};
 /// Runs the scenario and returns its report.
 pub fn run(c: &Common, o: &Idle) -> Result<Report> {
     let deadline = Deadline::in_secs(c.timeout_secs);
-    let server = c.pid.map(Proc::new).transpose()?;
-    let target = Target {
-        addr: c.addr,
-        sources: c.sources,
-    };
+    let procs = servers::procs(c)?;
     let quiet = Duration::from_millis(c.quiet_ms);
     let room_tag = format!("nl{}", std::process::id());
-    let cap = client_capacity();
-    if let Some(p) = server {
+    for p in &procs {
         // Let a previous run's connections finish closing before the baseline.
         p.settled_fds(quiet, Duration::from_secs(5))?;
     }
-    let mem_before = server.map(|p| p.memory()).transpose()?;
+    let mem_before = procs
+        .iter()
+        .map(|p| p.memory())
+        .collect::<Result<Vec<_>>>()?;
     let t0 = Instant::now();
 
-    // In this process when N (+2 probe clients) fits, else in workers.
-    let mut pool = Pool::new(target.clone())?;
-    let mut workers = Vec::new();
-    let login_time;
-    let probe_base = if o.n + 2 <= cap {
-        let specs = specs(0, 0, o.n, o.rooms, &room_tag);
-        eprintln!("natter-load: logging in {} clients", o.n);
-        login_all(&mut pool, &deadline, &specs, o.concurrency)?;
-        login_time = t0.elapsed();
-        eprintln!("natter-load: all logged in; waiting for quiet");
-        wait_quiet(&mut pool, &deadline, quiet)?;
-        o.n
-    } else {
-        let per = cap.clamp(1, 19_000);
-        let count = o.n.div_ceil(per);
-        eprintln!(
-            "natter-load: {} clients exceed one process's {cap}; using {count} worker processes",
-            o.n
-        );
-        for w in 0..count {
-            let first = w * per;
-            let n = per.min(o.n - first);
-            let job = Worker {
-                worker: w + 1,
-                first,
-                count: n,
-                rooms: o.rooms,
-                room_tag: room_tag.clone(),
-                concurrency: (o.concurrency / count).max(1),
-            };
-            workers.push(WorkerProc::spawn(c, &deadline, &job)?);
-        }
-        for w in &mut workers {
-            w.expect("ready")?;
-        }
-        login_time = t0.elapsed();
-        eprintln!("natter-load: all workers logged in; waiting for quiet");
-        for w in &mut workers {
-            w.say("settle")?;
-        }
-        for w in &mut workers {
-            w.expect("quiet")?;
-        }
-        0
-    };
-    let mem_after = server.map(|p| p.memory()).transpose()?;
+    let mut pool = Pool::new(target(c))?;
+    let (mut workers, probe_base) = hold_clients(c, o, &deadline, &mut pool, &room_tag)?;
+    let login_time = t0.elapsed();
+    let mem_after = procs
+        .iter()
+        .map(|p| p.memory())
+        .collect::<Result<Vec<_>>>()?;
 
     eprintln!("natter-load: idle window of {} s", o.idle_secs);
     let rx0 = pool.rx_bytes();
-    let cpu0 = server.map(|p| p.cpu()).transpose()?;
+    let cpu0 = procs.iter().map(|p| p.cpu()).collect::<Result<Vec<_>>>()?;
     let w0 = Instant::now();
     hold(&mut pool, &deadline, Duration::from_secs(o.idle_secs))?;
     let window = w0.elapsed();
-    let cpu1 = server.map(|p| p.cpu()).transpose()?;
+    let cpu1 = procs.iter().map(|p| p.cpu()).collect::<Result<Vec<_>>>()?;
     let rx_idle = pool.rx_bytes() - rx0;
 
+    let probe_room = (c.proto == Dialect::Irc).then(|| format!("{room_tag}probe"));
+    let nicks = [nick(0, probe_base), nick(0, probe_base + 1)];
     let pr = probe(
         &mut pool,
         &deadline,
-        &nick(0, probe_base),
-        &nick(0, probe_base + 1),
+        [&nicks[0], &nicks[1]],
+        probe_room.as_deref(),
     )?;
     for w in &mut workers {
         w.say("quit")?;
@@ -105,76 +70,142 @@ pub fn run(c: &Common, o: &Idle) -> Result<Report> {
     }
 
     let mut r = Report::new("idle");
+    r.add_key("proto", c.proto.name());
     r.add("n", "clients held", o.n, "");
     r.add("rooms", "rooms", o.rooms, "");
-    r.add("login_ms", "time to log all in", ms(login_time), "ms");
     r.add(
-        "logins_per_s",
-        "logins per second",
-        format!("{:.0}", o.n as f64 / login_time.as_secs_f64()),
+        "at_prompt",
+        "silent at the nickname prompt",
+        o.at_prompt,
         "",
     );
-    if let (Some(b), Some(a)) = (mem_before, mem_after) {
-        add_memory(&mut r, b, a, o.n);
-    }
+    let reach = if o.at_prompt {
+        "reach the prompt"
+    } else {
+        "log all in"
+    };
     r.add(
-        "idle_secs",
-        "idle window",
-        format!("{:.1}", window.as_secs_f64()),
-        "s",
-    );
-    r.add("idle_rx_bytes", "bytes received while idle", rx_idle, "B");
-    if let (Some(a), Some(b)) = (cpu0, cpu1) {
-        r.add(
-            "cpu_ticks",
-            "server CPU in idle window (utime+stime)",
-            b.ticks - a.ticks,
-            &format!("ticks (1/{} s)", clock_ticks_per_sec()),
-        );
-        r.add(
-            "cpu_ns",
-            "server CPU in idle window (schedstat)",
-            b.ns - a.ns,
-            "ns",
-        );
-    }
-    r.add("probe_login_ms", "fresh clients: login", ms(pr.login), "ms");
-    r.add(
-        "probe_msg_ms",
-        "fresh client: message delivered",
-        ms(pr.message),
+        "login_ms",
+        &format!("time to {reach}"),
+        ms(login_time),
         "ms",
     );
+    let rate = format!("{:.0}", o.n as f64 / login_time.as_secs_f64());
+    r.add(
+        "logins_per_s",
+        &format!("clients per second ({reach})"),
+        rate,
+        "",
+    );
+    if !procs.is_empty() {
+        let clients = clients_per_node(o.n, c.addrs.len());
+        add_memory(&mut r, &mem_before, &mem_after, &clients);
+    }
+    let secs = format!("{:.1}", window.as_secs_f64());
+    r.add("idle_secs", "idle window", secs, "s");
+    r.add("idle_rx_bytes", "bytes received while idle", rx_idle, "B");
+    if !procs.is_empty() {
+        let cpu: Vec<_> = cpu0.iter().zip(&cpu1).map(|(&a, &b)| used(a, b)).collect();
+        let unit = format!("ticks (1/{} s)", clock_ticks_per_sec());
+        add_cpu(&mut r, "server CPU in idle window", &cpu, Some(&unit));
+    }
+    r.add("probe_login_ms", "fresh clients: login", ms(pr.login), "ms");
+    let msg = ms(pr.message);
+    r.add("probe_msg_ms", "fresh client: message delivered", msg, "ms");
     r.add("probe", "fresh client can chat", "ok", "");
     Ok(r)
 }
 
-fn add_memory(r: &mut Report, b: Memory, a: Memory, n: usize) {
-    let per = |after: u64, before: u64| (after as i64 - before as i64) * 1024 / n as i64;
-    r.add("rss_before_kb", "server VmRSS before", b.rss_kb, "KiB");
-    r.add("rss_after_kb", "server VmRSS after", a.rss_kb, "KiB");
-    r.add("anon_before_kb", "server RssAnon before", b.anon_kb, "KiB");
-    r.add("anon_after_kb", "server RssAnon after", a.anon_kb, "KiB");
-    r.add(
-        "rss_per_conn_b",
-        "VmRSS per connection",
-        per(a.rss_kb, b.rss_kb),
-        "B",
-    );
-    r.add(
-        "anon_per_conn_b",
-        "RssAnon per connection",
-        per(a.anon_kb, b.anon_kb),
-        "B",
-    );
+fn target(c: &Common) -> Target {
+    Target {
+        addrs: c.addrs.clone(),
+        sources: c.sources,
+        dialect: c.proto,
+    }
 }
 
-/// Specs for `count` clients of worker `worker`, global indices from `first`.
-fn specs(worker: usize, first: usize, count: usize, rooms: usize, tag: &str) -> Vec<Spec> {
-    (0..count)
-        .map(|i| Spec {
+/// Brings the N clients to their goal, in this process when N (+2 probe clients) fits, else
+/// in worker processes, and waits for quiet. Returns the workers (to be told `quit`) and the
+/// first free client index of this process (for the probe's nicknames).
+fn hold_clients(
+    c: &Common,
+    o: &Idle,
+    deadline: &Deadline,
+    pool: &mut Pool,
+    room_tag: &str,
+) -> Result<(Vec<WorkerProc>, usize)> {
+    let quiet = Duration::from_millis(c.quiet_ms);
+    let cap = client_capacity();
+    let what = if o.at_prompt {
+        "connecting"
+    } else {
+        "logging in"
+    };
+    if o.n + 2 <= cap {
+        let specs = specs(c.proto, 0, 0, o.n, o.rooms, room_tag, o.at_prompt);
+        eprintln!("natter-load: {what} {} clients", o.n);
+        login_all(pool, deadline, &specs, o.concurrency)?;
+        eprintln!("natter-load: all ready; waiting for quiet");
+        wait_quiet(pool, deadline, quiet)?;
+        return Ok((Vec::new(), o.n));
+    }
+    let per = cap.clamp(1, 19_000);
+    let count = o.n.div_ceil(per);
+    eprintln!(
+        "natter-load: {} clients exceed one process's {cap}; using {count} worker processes",
+        o.n
+    );
+    let mut workers = Vec::new();
+    for w in 0..count {
+        let first = w * per;
+        let job = Worker {
+            worker: w + 1,
+            first,
+            count: per.min(o.n - first),
+            rooms: o.rooms,
+            room_tag: room_tag.to_owned(),
+            concurrency: (o.concurrency / count).max(1),
+            at_prompt: o.at_prompt,
+        };
+        workers.push(WorkerProc::spawn(c, deadline, &job)?);
+    }
+    for w in &mut workers {
+        w.expect("ready")?;
+    }
+    eprintln!("natter-load: all workers ready; waiting for quiet");
+    for w in &mut workers {
+        w.say("settle")?;
+    }
+    for w in &mut workers {
+        w.expect("quiet")?;
+    }
+    Ok((workers, 0))
+}
+
+/// Specs for `count` clients of worker `worker`, global indices from `first`: client `g`
+/// connects to node `g % nodes` and, with several rooms, joins room `g % rooms` (over IRC it
+/// always joins a channel: IRC has no default room).
+fn specs(
+    dialect: Dialect,
+    worker: usize,
+    first: usize,
+    count: usize,
+    rooms: usize,
+    tag: &str,
+    at_prompt: bool,
+) -> Vec<Spec> {
+    (first..first + count)
+        .enumerate()
+        .map(|(i, g)| Spec {
             nick: nick(worker, i),
-            join: (rooms > 1).then(|| format!("{tag}r{}", (first + i) % rooms)),
+            goal: if at_prompt {
+                Goal::Prompt
+            } else {
+                Goal::join(
+                    (rooms > 1 || dialect == Dialect::Irc).then(|| format!("{tag}r{}", g % rooms)),
+                )
+            },
+            node: g,
         })
         .collect()
 }
@@ -182,12 +213,16 @@ fn specs(worker: usize, first: usize, count: usize, rooms: usize, tag: &str) -> 
 /// Entry point of the hidden worker subcommand.
 pub fn run_worker(c: &Common, o: &Worker) -> Result<()> {
     let deadline = Deadline::in_secs(c.timeout_secs);
-    let target = Target {
-        addr: c.addr,
-        sources: c.sources,
-    };
-    let mut pool = Pool::new(target)?;
-    let specs = specs(o.worker, o.first, o.count, o.rooms, &o.room_tag);
+    let mut pool = Pool::new(target(c))?;
+    let specs = specs(
+        c.proto,
+        o.worker,
+        o.first,
+        o.count,
+        o.rooms,
+        &o.room_tag,
+        o.at_prompt,
+    );
 
     // Parent commands arrive on a thread that wakes the poll loop.
     const WAKE: mio::Token = mio::Token(usize::MAX);
@@ -244,9 +279,11 @@ impl WorkerProc {
     fn spawn(c: &Common, deadline: &Deadline, job: &Worker) -> Result<WorkerProc> {
         let index = job.worker;
         let exe = std::env::current_exe().ctx(|| "finding our own executable".into())?;
+        let addrs: Vec<String> = c.addrs.iter().map(|a| a.to_string()).collect();
         let mut cmd = Command::new(exe);
         cmd.arg(WORKER_CMD)
-            .args(["--addr", &c.addr.to_string()])
+            .args(["--addr", &addrs.join(",")])
+            .args(["--proto", c.proto.name()])
             .args(["--timeout", &deadline.remaining_secs().max(1).to_string()])
             .args(["--sources", &c.sources.to_string()])
             .args(["--quiet-ms", &c.quiet_ms.to_string()])
@@ -256,6 +293,7 @@ impl WorkerProc {
             .args(["--rooms", &job.rooms.to_string()])
             .args(["--room-tag", &job.room_tag])
             .args(["--concurrency", &job.concurrency.to_string()])
+            .args(job.at_prompt.then_some("--at-prompt"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -4,10 +4,14 @@
 pub mod churn;
 pub mod fanout;
 pub mod idle;
+pub mod servers;
+#[cfg(test)]
+mod tests;
 
 use crate::client::{Ev, Id, Pool};
 use crate::clock::Deadline;
 use crate::error::{Error, Result};
+use crate::login::Goal;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -19,12 +23,15 @@ pub const LOGIN_CONCURRENCY: usize = 64;
 /// How long one `poll` may block while we also watch the clock.
 pub const TICK: Duration = Duration::from_millis(100);
 
-/// One client to log in: its nickname and the room to `/join` (if any).
+/// One client to bring to its goal: its nickname, how far it goes, and which server (node)
+/// it connects to.
 pub struct Spec {
     /// Nickname.
     pub nick: String,
-    /// Room to join after login.
-    pub join: Option<String>,
+    /// At the prompt, or logged in (and joined).
+    pub goal: Goal,
+    /// Index into `--addr` (taken modulo their number).
+    pub node: usize,
 }
 
 /// The nickname convention: `l{worker}x{index}` (at most 24 characters).
@@ -48,7 +55,7 @@ pub fn login_all(
     while ready < specs.len() {
         while started < specs.len() && inflight < concurrency {
             let s = &specs[started];
-            let id = pool.connect(&s.nick, s.join.as_deref())?;
+            let id = pool.connect(&s.nick, s.goal.clone(), s.node)?;
             index_of.insert(id, started);
             ids[started] = id;
             started += 1;
@@ -139,35 +146,46 @@ pub struct Probe {
     pub message: Duration,
 }
 
-/// Proves the server still serves: two fresh clients log in to the default room, the first
-/// sends a chat line, the second must receive it as `<FIRST> TEXT`. Both are removed after.
-pub fn probe(pool: &mut Pool, deadline: &Deadline, nick_a: &str, nick_b: &str) -> Result<Probe> {
+/// Proves the server still serves: two fresh clients log in (to the default room, or to
+/// `room` if given; the first on the first node, the second on the second if there are
+/// several), the first sends a chat line, the second must receive it. Both are removed after.
+pub fn probe(
+    pool: &mut Pool,
+    deadline: &Deadline,
+    nicks: [&str; 2],
+    room: Option<&str>,
+) -> Result<Probe> {
     let t0 = Instant::now();
-    let specs = [
-        Spec {
-            nick: nick_a.into(),
-            join: None,
-        },
-        Spec {
-            nick: nick_b.into(),
-            join: None,
-        },
-    ];
+    let specs = [0, 1].map(|i| Spec {
+        nick: nicks[i].to_owned(),
+        goal: Goal::join(room.map(str::to_owned)),
+        node: i,
+    });
     let ids = login_all(pool, deadline, &specs, 2)?;
     let login = t0.elapsed();
     let (a, b) = (ids[0], ids[1]);
     let text = format!("probe {}", crate::clock::now_ns());
-    let want = format!("<{nick_a}> {text}");
+    let mut req = String::new();
+    pool.dialect()
+        .push_chat(&mut req, room.unwrap_or(""), &text);
     let t1 = Instant::now();
-    pool.send(a, format!("{text}\r\n").as_bytes());
+    pool.send(a, req.as_bytes());
     let mut evs = Vec::new();
     let mut got = false;
     while !got {
-        deadline.check(|| format!("fresh client {nick_b} waiting for {nick_a}'s message"))?;
+        deadline.check(|| {
+            format!(
+                "fresh client {} waiting for {}'s message",
+                nicks[1], nicks[0]
+            )
+        })?;
         pool.poll(deadline.cap(TICK), &mut evs)?;
         for ev in evs.drain(..) {
             match ev {
-                Ev::Line(id, line) if id == b && line == want => got = true,
+                Ev::Line(id, line) if id == b => {
+                    let chat = pool.dialect().chat(&line);
+                    got |= chat.is_some_and(|c| c.from == nicks[0] && c.text == text);
+                }
                 Ev::Closed(id, reason, _) if id == a || id == b => {
                     return Err(Error::Protocol(format!(
                         "fresh client {}: {reason}",
