@@ -3,7 +3,7 @@
 # starts a fresh release server on loopback, drives it with natter-load, stops it (by PID) and
 # keeps natter-load's machine-readable summary line; then prints the median of each figure.
 #
-#   benches/load.sh [idle|fanout|churn|all]     (RUNS=3 PORT=7777 by default)
+#   benches/load.sh [idle|prompt|broadcast|fanout|churn|all]   (RUNS=3 PORT=7777 by default)
 #   benches/load.sh compare                     natter vs ngircd, same load, same run
 #
 # `compare` runs the fanout scenario (1,000 receivers, 4 senders, M=COMPARE_M messages each,
@@ -118,6 +118,14 @@ compare() {
 if [ "$what" = idle ] || [ "$what" = all ]; then
     run_scenario idle anon_per_conn_b rss_per_conn_b rss_before_kb cpu_ticks cpu_ns logins_per_s -- \
         idle -n 10000 --idle-secs 10
+fi
+if [ "$what" = prompt ] || [ "$what" = all ]; then
+    run_scenario prompt anon_per_conn_b rss_per_conn_b cpu_ticks -- \
+        idle -n 10000 --idle-secs 10 --at-prompt
+fi
+if [ "$what" = broadcast ] || [ "$what" = all ]; then
+    run_scenario broadcast last_delivery_us last_delivery_max_us lost -- \
+        fanout -r 10000 -s 1 -m 1 --room default
 fi
 if [ "$what" = fanout ] || [ "$what" = all ]; then
     run_scenario fanout cpu_ns_per_delivery deliveries_per_s p50_us p99_us lost out_of_order -- \
