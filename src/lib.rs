@@ -25,8 +25,16 @@
 //! events. Standalone, an event is applied as soon as it is made; a cluster node publishes it
 //! to a shared log (a Redis stream) and applies it, like every other node, when it reads it
 //! back ([`proto::chat::cluster`]); each user's lines keep their order (the log keeps it, and a
-//! reply given at once waits behind the user's events on their way). Telnet, framing, flood control and output queues stay per connection and
-//! per node; each node writes only to its own connections.
+//! reply given at once waits behind the user's events on their way). Telnet, framing, flood
+//! control and output queues stay per connection and per node; each node writes only to its own
+//! connections.
+//!
+//! # Snapshot
+//! [`proto::chat::Chat::export`] turns the whole core into a versioned blob at a turn boundary
+//! (every session with its partial line, decoder states, held input, unsent output, flood budget
+//! and timers; the directory; the counters) and [`proto::chat::Chat::import`] rebuilds it. An
+//! upgrade (SIGUSR2) hands it, with every socket, to a fresh start of the program file
+//! (`net::handover`, over the channel of `net::upgrade`).
 //!
 //! # Drain rule
 //! The shell hands the core what happened (`handle_connect`, `handle_input`,
@@ -55,10 +63,11 @@
 //! call, never in the middle of a loop over a room.
 //!
 //! # Memory model
-//! An idle connection owns no heap buffer: its session (about 64 bytes) and output queue (24
-//! bytes) live in slot tables reserved up front (untouched pages cost nothing), plus 16 bytes
-//! in the shell's slab; a logged-in user adds a directory entry (about 48 bytes), 4 bytes in
-//! its room's member list and a nickname-table entry. Everything said in one drain cycle is
+//! An idle connection owns no heap buffer: its session (40 bytes) and output queue (24 bytes)
+//! live in slot tables reserved up front (untouched pages cost nothing), plus 16 bytes in the
+//! shell's slab (about 80 bytes measured at the prompt); a logged-in user adds a directory entry
+//! (48 bytes), 4 bytes in its room's member list, 4 in the local-user index and a
+//! nickname-table entry (under 200 bytes measured). Everything said in one drain cycle is
 //! rendered once into a shared arena; a recipient's queue is a few ranges of it, so a line to
 //! 10,000 members costs one render and no allocation per member. Only what the kernel refuses
 //! is copied into the connection's own buffer, which is freed once empty; unfinished lines and
