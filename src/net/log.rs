@@ -1,8 +1,8 @@
 //! The log: one line per event on stderr, `natter: ` first, that never blocks the loop.
 //!
-//! Call [`log!`] from anywhere in the crate: `log!(Level::Info, "connect {id} from {addr}")`.
-//! The process's logger lives in a thread-local (the server has one thread); [`init`] sets its
-//! level once at start, and until then it logs at [`Level::Info`].
+//! Call `log!` from anywhere in the crate: `log!(Level::Info, "connect {id} from {addr}")`.
+//! The process's logger lives in a thread-local (the server has one thread); `init` sets its
+//! level once at start, and until then it logs at `Level::Info`.
 //!
 //! # Never blocking
 //! Each line goes out in one system call that cannot wait. How depends on what stderr is, found

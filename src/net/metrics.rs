@@ -1,18 +1,18 @@
 //! Counters: the SIGUSR1 log line and `--metrics-listen` (Prometheus text over HTTP).
 //!
 //! The core owns the counters (they carry over an upgrade); the loop copies them into a
-//! [`Counters`] when one is needed: for a SIGUSR1 line (`log!(Level::Info, "{counters}")`) or
+//! `Counters` when one is needed: for a SIGUSR1 line (`log!(Level::Info, "{counters}")`) or
 //! for a metrics event.
 //!
 //! # The metrics listener in the loop
-//! [`MetricsListener`] uses the [`TOKENS`] tokens from the one the loop gives it. For an event
-//! whose token it [`owns`](MetricsListener::owns), the loop calls
-//! [`handle_event`](MetricsListener::handle_event); it folds
-//! [`next_deadline`](MetricsListener::next_deadline) into its poll timeout and calls
-//! [`handle_timeout`](MetricsListener::handle_timeout) when that passes. Every request (whatever
+//! `MetricsListener` uses the `TOKENS` tokens from the one the loop gives it. For an event
+//! whose token it `owns`(MetricsListener::owns), the loop calls
+//! `handle_event`(MetricsListener::handle_event); it folds
+//! `next_deadline`(MetricsListener::next_deadline) into its poll timeout and calls
+//! `handle_timeout`(MetricsListener::handle_timeout) when that passes. Every request (whatever
 //! its method or path) is read up to the blank line that ends its headers (at most 8 KiB; the
 //! peer closing its side also ends it) and answered with the counters, then the connection is
-//! closed. At most [`MAX_EXCHANGES`] connections are served at once (more are closed at once),
+//! closed. At most `MAX_EXCHANGES` connections are served at once (more are closed at once),
 //! each for at most 5 seconds.
 
 use crate::net::log::{Level, log};

@@ -6,7 +6,7 @@
 //! and [`Chat::export`]/[`Chat::import`] (the whole state as a versioned blob). The drain rule
 //! that ties them together is in the crate docs.
 //!
-//! The parts, one job each: [`session`] (a connection's input side and lifecycle), `input`
+//! The parts, one job each: `session` (a connection's input side and lifecycle), `input`
 //! (the pipeline from bytes to lines to events), [`event`] (the ordered-event seam),
 //! `commands` (what applying each event does), [`directory`] (nicknames, rooms, members),
 //! `outbox` (shared output chunks, queues, `--sendq`), `admit` (connection limits), `timers`,
