@@ -1,5 +1,5 @@
 //! The shared directory: users with their nicknames, rooms with their members in join order, and
-//! the guest counter. It changes only when an event is applied ([`super::commands`]), so every
+//! the guest counter. It changes only when an event is applied (`commands`), so every
 //! node that applies the same events in the same order holds the same directory. Nothing here
 //! depends on hash order or on which node applies it.
 

@@ -3,7 +3,7 @@
 //! A line that changes or reads shared state (nicknames, rooms, membership, the guest counter)
 //! becomes an [`Event`] made by one connection. The event carries the request, not its
 //! outcome: whether a nickname is free, whether a whisper's target exists, what `/who`
-//! answers, is decided when the event is applied ([`super::commands`]). Standalone, an event
+//! answers, is decided when the event is applied (`commands`). Standalone, an event
 //! is applied as soon as it is made. In a cluster every node applies every event in the order
 //! of one shared log, so every node decides the same and holds the same directory; each node
 //! then writes only to its own connections. Everything else (telnet, framing, flood control,

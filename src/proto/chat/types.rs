@@ -82,8 +82,8 @@ pub struct Closed {
 /// What the shell must do next; see the drain rule in the crate docs.
 #[derive(Debug)]
 pub enum Output {
-    /// Write `id`'s output once: [`Chat::gather`] it, make one vectored write, and report with
-    /// [`Chat::handle_written`] before polling again.
+    /// Write `id`'s output once: [`Chat::gather`](super::Chat::gather) it, make one vectored write, and report with
+    /// [`Chat::handle_written`](super::Chat::handle_written) before polling again.
     Write(ConnId),
     /// Write the final bytes once, then close the connection.
     Close(Closed),
@@ -100,7 +100,7 @@ pub enum Output {
         blob: Bytes,
     },
     /// Cluster mode: this node missed entries (the log was trimmed past it): connect to the
-    /// log afresh and call [`Chat::handle_cluster_start`].
+    /// log afresh and call [`Chat::handle_cluster_start`](super::Chat::handle_cluster_start).
     Resync,
     /// Nothing more to do now: wait for I/O, or until this deadline if there is one.
     Timeout(Option<Instant>),
