@@ -182,7 +182,7 @@ pub enum ConfigError {
     /// A value outside its allowed range.
     #[error("{flag} must be {rule}")]
     Range {
-        /// The flag.
+        /// The flag, as typed on the command line.
         flag: &'static str,
         /// What it must be.
         rule: &'static str,
@@ -199,9 +199,9 @@ pub enum ConfigError {
     /// The MOTD file cannot be read.
     #[error("cannot read --motd {path}: {source}")]
     Motd {
-        /// The file.
+        /// The `--motd` file, as given.
         path: PathBuf,
-        /// Why.
+        /// The operating system's reason.
         source: std::io::Error,
     },
 }

@@ -37,9 +37,9 @@ pub enum Command<'a> {
     Me(&'a str),
     /// `/whisper NICK TEXT` or `/w NICK TEXT`
     Whisper {
-        /// The target.
+        /// The nickname the whisper is for.
         to: Nick,
-        /// The message.
+        /// The message, as typed.
         text: &'a str,
     },
     /// `/help`

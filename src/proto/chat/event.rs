@@ -17,70 +17,70 @@ use crate::proto::names::{Nick, RoomName};
 pub enum Event<'a> {
     /// Log in as `nick`, or as the next guest name when `None`.
     Login {
-        /// The connection.
+        /// The connection that made the event.
         who: Origin,
         /// The nickname asked for.
         nick: Option<Nick>,
     },
     /// Change nickname.
     Rename {
-        /// The user.
+        /// The connection that made the event.
         who: Origin,
         /// The nickname asked for.
         nick: Nick,
     },
     /// Leave the current room and join (or create) `room`.
     Join {
-        /// The user.
+        /// The connection that made the event.
         who: Origin,
         /// The room asked for.
         room: RoomName,
     },
     /// Chat text (already cleaned and not blank) for the user's room.
     Say {
-        /// The user.
+        /// The connection that made the event.
         who: Origin,
-        /// The text.
+        /// The text, cleaned of control characters and escapes.
         text: &'a str,
     },
     /// An action (`/me`, already cleaned and not blank) for the user's room.
     Act {
-        /// The user.
+        /// The connection that made the event.
         who: Origin,
-        /// The text.
+        /// The text, cleaned of control characters and escapes.
         text: &'a str,
     },
     /// A private message (cleaned; nothing is sent when it is blank, but an unknown target is
     /// still an error).
     Whisper {
-        /// The user.
+        /// The connection that made the event.
         who: Origin,
-        /// The target.
+        /// The nickname the whisper is for.
         to: Nick,
-        /// The text.
+        /// The text, cleaned of control characters and escapes.
         text: &'a str,
     },
     /// `/who`.
     Who {
-        /// The user.
+        /// The connection that made the event.
         who: Origin,
     },
     /// `/rooms`.
     Rooms {
-        /// The user.
+        /// The connection that made the event.
         who: Origin,
     },
     /// `/quit` with a reason (cleaned, may be empty): the room is told, the user gets its
     /// goodbye and the connection closes.
     Quit {
-        /// The user.
+        /// The connection that made the event.
         who: Origin,
-        /// The reason.
+        /// What the user gave as the reason (cleaned; may be empty).
         reason: &'a str,
     },
     /// The connection of a user (or of one whose login is on its way) has closed.
     Leave {
-        /// The user.
+        /// The connection that made the event.
         who: Origin,
         /// What the room is told in parentheses.
         note: LeaveNote,
