@@ -31,18 +31,9 @@ pub const HELP: &str = "*** Commands:\r\n\
     ***   Start a line with // to say something that begins with /.\r\n\
     ***   Before you have a nickname, type one (or an empty line for a guest name).\r\n";
 
-/// Telnet bytes.
-pub const IAC: u8 = 255;
-pub const DONT: u8 = 254;
-pub const DO: u8 = 253;
-pub const WONT: u8 = 252;
-pub const WILL: u8 = 251;
-pub const SB: u8 = 250;
-pub const EL: u8 = 248;
-pub const EC: u8 = 247;
-pub const AYT: u8 = 246;
-pub const IP: u8 = 244;
-pub const SE: u8 = 240;
+/// Telnet bytes (not every test file uses them all).
+#[allow(unused_imports)]
+pub use natter::proto::wire::telnet::{AYT, DO, DONT, EC, EL, IAC, IP, SB, SE, WILL, WONT};
 
 /// The settings of most tests: no flood control, no per-address limit.
 pub fn test_config() -> Settings {
