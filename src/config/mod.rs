@@ -2,7 +2,7 @@
 
 use crate::net::log::Level;
 use crate::proto::chat::Settings;
-use crate::proto::names::{RoomName, parse_room};
+use crate::proto::names::parse_room;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,32 +51,15 @@ Options:
 pub struct Config {
     /// Addresses to listen on.
     pub listen: Vec<SocketAddr>,
-    /// Banner lines (without the `*** ` prefix); the default banner when no `--motd`.
-    pub banner: Vec<String>,
+    /// The chat core's settings as the flags give them (`--motd`, `--default-room`,
+    /// `--max-line`, `--max-per-ip`, `--limit-loopback`, `--sendq`, `--rate`, `--burst`,
+    /// `--quiet-above`, `--idle-timeout`, `--login-timeout`); [`Config::chat_settings`] fills
+    /// in what only the shell knows.
+    pub chat: Settings,
     /// The `--motd` file, read again on SIGHUP.
     pub motd: Option<PathBuf>,
-    /// The room users enter on login; it always exists.
-    pub default_room: RoomName,
-    /// Longest input line in bytes, not counting the line end.
-    pub max_line: usize,
     /// Most connections at once; `None` means "derive from the open-file limit".
     pub max_clients: Option<usize>,
-    /// Most connections per address (IPv6 per /64); 0 turns the limit off.
-    pub max_per_ip: usize,
-    /// Whether loopback addresses count against `max_per_ip`.
-    pub limit_loopback: bool,
-    /// Unsent output bytes after which a client is disconnected as too slow.
-    pub sendq: usize,
-    /// Input lines per second per client; 0 turns flood control off.
-    pub rate: u32,
-    /// Lines a client may send at once before `rate` applies.
-    pub burst: u32,
-    /// Joins, leaves and renames are announced only in rooms of at most this many; 0 = always.
-    pub quiet_above: usize,
-    /// Close connections silent this long.
-    pub idle_timeout: Option<Duration>,
-    /// Close connections that have not logged in after this long.
-    pub login_timeout: Option<Duration>,
     /// How long to flush output at shutdown.
     pub shutdown_grace: Duration,
     /// How much to log.
@@ -109,25 +92,12 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 6677))],
-            banner: crate::proto::reply::DEFAULT_BANNER
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            default_room: parse_room("lobby").unwrap_or(RoomName::EMPTY),
-            max_line: 512,
+            chat: Settings::default(),
+            motd: None,
             max_clients: None,
-            max_per_ip: 32,
-            limit_loopback: false,
-            sendq: 262_144,
-            rate: 5,
-            burst: 20,
-            quiet_above: 1000,
-            idle_timeout: None,
-            login_timeout: None,
             shutdown_grace: Duration::from_secs(5),
             log_level: Level::Info,
             metrics_listen: None,
-            motd: None,
             redis: None,
             cluster: "natter".to_string(),
             tls_listen: Vec::new(),
@@ -141,20 +111,10 @@ impl Config {
     /// The chat core's settings, with the connection limit resolved to `max_clients`.
     pub fn chat_settings(&self, max_clients: usize) -> Settings {
         Settings {
-            banner: self.banner.clone(),
-            default_room: self.default_room,
-            max_line: self.max_line,
             max_clients,
-            max_per_ip: self.max_per_ip,
-            limit_loopback: self.limit_loopback,
-            sendq: self.sendq,
-            rate: self.rate,
-            burst: self.burst,
-            quiet_above: self.quiet_above,
-            idle_timeout: self.idle_timeout,
-            login_timeout: self.login_timeout,
             node: 0,
             cluster: self.redis.is_some(),
+            ..self.chat.clone()
         }
     }
 }
@@ -226,22 +186,22 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Action, ConfigError> {
         })?
         .pop()
     {
-        c.banner = read_motd(&path)?;
+        c.chat.banner = read_motd(&path)?;
         c.motd = Some(path);
     }
     if let Some(room) = last::<String>(&mut args, "--default-room")? {
-        c.default_room = parse_room(&room).map_err(ConfigError::Room)?;
+        c.chat.default_room = parse_room(&room).map_err(ConfigError::Room)?;
     }
-    c.max_line = last(&mut args, "--max-line")?.unwrap_or(c.max_line);
+    c.chat.max_line = last(&mut args, "--max-line")?.unwrap_or(c.chat.max_line);
     c.max_clients = last(&mut args, "--max-clients")?;
-    c.max_per_ip = last(&mut args, "--max-per-ip")?.unwrap_or(c.max_per_ip);
-    c.limit_loopback = args.contains("--limit-loopback");
-    c.sendq = last(&mut args, "--sendq")?.unwrap_or(c.sendq);
-    c.rate = last(&mut args, "--rate")?.unwrap_or(c.rate);
-    c.burst = last(&mut args, "--burst")?.unwrap_or(c.burst);
-    c.quiet_above = last(&mut args, "--quiet-above")?.unwrap_or(c.quiet_above);
-    c.idle_timeout = seconds(last(&mut args, "--idle-timeout")?);
-    c.login_timeout = seconds(last(&mut args, "--login-timeout")?);
+    c.chat.max_per_ip = last(&mut args, "--max-per-ip")?.unwrap_or(c.chat.max_per_ip);
+    c.chat.limit_loopback = args.contains("--limit-loopback");
+    c.chat.sendq = last(&mut args, "--sendq")?.unwrap_or(c.chat.sendq);
+    c.chat.rate = last(&mut args, "--rate")?.unwrap_or(c.chat.rate);
+    c.chat.burst = last(&mut args, "--burst")?.unwrap_or(c.chat.burst);
+    c.chat.quiet_above = last(&mut args, "--quiet-above")?.unwrap_or(c.chat.quiet_above);
+    c.chat.idle_timeout = seconds(last(&mut args, "--idle-timeout")?);
+    c.chat.login_timeout = seconds(last(&mut args, "--login-timeout")?);
     if let Some(grace) = last::<u64>(&mut args, "--shutdown-grace")? {
         c.shutdown_grace = Duration::from_secs(grace);
     }
@@ -317,19 +277,19 @@ fn seconds(value: Option<u64>) -> Option<Duration> {
 
 fn validate(c: &Config) -> Result<(), ConfigError> {
     let range = |flag, rule| Err(ConfigError::Range { flag, rule });
-    if !(1..=1 << 20).contains(&c.max_line) {
+    if !(1..=1 << 20).contains(&c.chat.max_line) {
         return range("--max-line", "between 1 and 1048576");
     }
     if c.max_clients == Some(0) {
         return range("--max-clients", "at least 1");
     }
-    if !(1024..=1 << 30).contains(&c.sendq) {
+    if !(1024..=1 << 30).contains(&c.chat.sendq) {
         return range("--sendq", "between 1024 and 1073741824");
     }
-    if c.rate > 0 && c.burst == 0 {
+    if c.chat.rate > 0 && c.chat.burst == 0 {
         return range("--burst", "at least 1 when --rate is on");
     }
-    if c.rate > 1_000_000 {
+    if c.chat.rate > 1_000_000 {
         return range("--rate", "at most 1000000");
     }
     if c.redis.as_deref().is_some_and(str::is_empty) {

@@ -13,21 +13,21 @@ fn run(args: &[&str]) -> Result<Config, ConfigError> {
 fn defaults_are_the_contract_defaults() {
     let c = run(&[]).unwrap();
     assert_eq!(c.listen, vec!["0.0.0.0:6677".parse().unwrap()]);
-    assert_eq!(c.default_room.as_str(), "lobby");
+    assert_eq!(c.chat.default_room.as_str(), "lobby");
     assert_eq!(
         (
-            c.max_line,
-            c.max_per_ip,
-            c.sendq,
-            c.rate,
-            c.burst,
-            c.quiet_above
+            c.chat.max_line,
+            c.chat.max_per_ip,
+            c.chat.sendq,
+            c.chat.rate,
+            c.chat.burst,
+            c.chat.quiet_above
         ),
         (512, 32, 262_144, 5, 20, 1000)
     );
-    assert_eq!((c.idle_timeout, c.login_timeout), (None, None));
+    assert_eq!((c.chat.idle_timeout, c.chat.login_timeout), (None, None));
     assert_eq!(c.shutdown_grace, Duration::from_secs(5));
-    assert!(!c.limit_loopback && c.max_clients.is_none());
+    assert!(!c.chat.limit_loopback && c.max_clients.is_none());
     assert_eq!((c.redis.as_deref(), c.cluster.as_str()), (None, "natter"));
     assert!(!c.chat_settings(1).cluster);
 }
@@ -73,12 +73,18 @@ fn flags_are_read() {
     ])
     .unwrap();
     assert_eq!(c.listen.len(), 2);
-    assert_eq!(c.default_room.as_str(), "Den");
-    assert_eq!((c.max_line, c.max_clients, c.max_per_ip), (16, Some(9), 0));
-    assert!(c.limit_loopback);
-    assert_eq!((c.sendq, c.rate, c.burst, c.quiet_above), (4096, 0, 3, 2));
-    assert_eq!(c.idle_timeout, Some(Duration::from_secs(30)));
-    assert_eq!(c.login_timeout, None);
+    assert_eq!(c.chat.default_room.as_str(), "Den");
+    assert_eq!(
+        (c.chat.max_line, c.max_clients, c.chat.max_per_ip),
+        (16, Some(9), 0)
+    );
+    assert!(c.chat.limit_loopback);
+    assert_eq!(
+        (c.chat.sendq, c.chat.rate, c.chat.burst, c.chat.quiet_above),
+        (4096, 0, 3, 2)
+    );
+    assert_eq!(c.chat.idle_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(c.chat.login_timeout, None);
     assert_eq!(c.log_level, Level::Warn);
     assert_eq!(c.metrics_listen, "127.0.0.1:9100".parse().ok());
     assert_eq!(c.redis.as_deref(), Some("127.0.0.1:6379"));
@@ -99,7 +105,7 @@ fn a_repeated_flag_takes_its_last_value() {
         "3",
     ])
     .unwrap();
-    assert_eq!((c.rate, c.max_per_ip), (2, 3));
+    assert_eq!((c.chat.rate, c.chat.max_per_ip), (2, 3));
 }
 
 #[test]
