@@ -9,7 +9,7 @@
 use super::event::{Event, LeaveNote};
 use super::outbox::Outbox;
 use super::session::{Phase, Sessions};
-use super::{Chat, CloseReason, Closed, ConnId, Origin};
+use super::{Chat, CloseReason, Closed, ConnId};
 use std::collections::VecDeque;
 
 #[derive(Default)]
@@ -106,10 +106,7 @@ impl Chat {
     }
 
     fn carry_out(&mut self, p: Pending) {
-        let who = Origin {
-            node: self.settings.node,
-            conn: p.id,
-        };
+        let who = self.origin_of(p.id);
         // In a cluster the directory may not have the user yet (its login is on its way) or
         // any more (it waits to rejoin): the leave follows whatever is on its way.
         let waiting = self.cluster.as_ref().is_some_and(|c| c.is_waiting(p.id));

@@ -6,7 +6,7 @@ use super::commands::Apply;
 use super::event::Event;
 use super::session::{Hold, Phase};
 use super::timers::TimerKind;
-use super::{Chat, CloseReason, ConnId, Origin};
+use super::{Chat, CloseReason, ConnId};
 use crate::proto::command::{self, Command, Input, Usage};
 use crate::proto::names::{NameError, Nick, parse_nick};
 use crate::proto::reply;
@@ -258,7 +258,7 @@ impl Chat {
     }
 
     fn line_after_login(&mut self, id: ConnId, text: &str) {
-        let who = self.origin(id);
+        let who = self.origin_of(id);
         match command::parse(text) {
             Input::Empty => {}
             Input::Chat(t) => self.say(id, t, false),
@@ -289,13 +289,13 @@ impl Chat {
         if let Some(s) = self.sessions.open_mut(id) {
             s.phase = Phase::LoggingIn;
         }
-        let who = self.origin(id);
+        let who = self.origin_of(id);
         self.submit(Event::Login { who, nick });
     }
 
     /// Chat text or an action: cleaned here, sent only when something is left.
     fn say(&mut self, id: ConnId, text: &str, action: bool) {
-        let who = self.origin(id);
+        let who = self.origin_of(id);
         let clean = self.clean(text);
         if !clean.trim().is_empty() {
             let text = clean.as_str();
@@ -314,7 +314,7 @@ impl Chat {
             return;
         };
         if phase == Phase::Chatting {
-            let who = self.origin(id);
+            let who = self.origin_of(id);
             let clean = self.clean(reason);
             self.submit(Event::Quit {
                 who,
@@ -348,13 +348,6 @@ impl Chat {
             f(b);
             b.put_slice(reply::PROMPT);
         });
-    }
-
-    fn origin(&self, conn: ConnId) -> Origin {
-        Origin {
-            node: self.settings.node,
-            conn,
-        }
     }
 
     /// Cleans `text` into the reusable text buffer (the caller gives it back).

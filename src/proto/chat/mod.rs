@@ -384,6 +384,7 @@ impl Chat {
         self.now_ms = self.now_ms.max(self.offset_ms + elapsed);
     }
 
+    /// Who the local connection `conn` is, cluster-wide.
     fn origin_of(&self, conn: ConnId) -> Origin {
         Origin {
             node: self.settings.node,
