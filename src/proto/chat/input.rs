@@ -242,8 +242,7 @@ impl Chat {
                 return self.request_close(id, CloseReason::Quit);
             }
             Input::Unknown(word) => {
-                let word = word.to_string();
-                return self.with_prompt(id, |b| reply::unknown_command(b, &word));
+                return self.with_prompt(id, |b| reply::unknown_command(b, word));
             }
             Input::Usage(Usage::Nick) => |b| reply::usage(b, Usage::Nick.form()),
             Input::BadName(NameError::Nick) => |b| reply::bad_name(b, NameError::Nick),
