@@ -146,12 +146,10 @@ impl Server {
             Some(tls) => self.close_tls(conn, tls, &closed.final_output),
             None => conn.close(&closed.final_output, &mut self.scratch),
         }
-        // A limit hit is worth an operator's attention; an ordinary goodbye is not.
-        let level = match closed.reason {
-            CloseReason::ServerFull | CloseReason::TooManyFromAddress | CloseReason::TooSlow => {
-                Level::Warn
-            }
-            _ => Level::Info,
+        let level = if closed.reason.is_limit() {
+            Level::Warn
+        } else {
+            Level::Info
         };
         log!(level, "disconnect {} ({})", closed.id, closed.reason);
         self.resume_accepting(now);

@@ -50,6 +50,17 @@ pub enum CloseReason {
     ServerUpgrade,
 }
 
+impl CloseReason {
+    /// Whether the connection ran into one of the server's limits (`--max-clients`,
+    /// `--max-per-ip`, `--sendq`): worth an operator's attention, unlike an ordinary goodbye.
+    pub fn is_limit(self) -> bool {
+        matches!(
+            self,
+            CloseReason::ServerFull | CloseReason::TooManyFromAddress | CloseReason::TooSlow
+        )
+    }
+}
+
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
