@@ -295,11 +295,12 @@ impl Chat {
 
     /// When [`Chat::handle_timeout`] next has something to do; `None` when nothing is due ever.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let timers = self.timers.next_ms();
-        let ms = match (timers, self.heartbeat_ms()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let ms = self
+            .timers
+            .next_ms()
+            .into_iter()
+            .chain(self.heartbeat_ms())
+            .min();
         ms.map(|ms| self.epoch + Duration::from_millis(ms.saturating_sub(self.offset_ms)))
     }
 
