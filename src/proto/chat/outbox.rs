@@ -304,21 +304,15 @@ impl Outbox {
 
     /// Forgets `id`'s queue and returns what was still unsent, in order.
     pub(super) fn close(&mut self, id: ConnId) -> Vec<u8> {
+        let rest = self.unsent(id);
         let Some(q) = queue_mut(&mut self.queues, id) else {
-            return Vec::new();
+            return rest;
         };
-        let mut rest = match std::mem::replace(&mut q.backlog, NONE) {
-            NONE => Vec::new(),
-            b => self.backlogs.remove(b as usize).to_vec(),
-        };
-        let mut at = q.head;
-        if at != NONE {
-            self.referring -= 1;
+        if q.backlog != NONE {
+            self.backlogs.remove(q.backlog as usize);
         }
-        while at != NONE {
-            let e = self.entries[at as usize];
-            rest.extend_from_slice(&self.arena[e.chunk.start as usize..e.chunk.end as usize]);
-            at = e.next;
+        if q.head != NONE {
+            self.referring -= 1;
         }
         self.queued -= q.pending as usize;
         *q = Queue::default();
