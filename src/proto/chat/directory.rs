@@ -138,10 +138,7 @@ impl Directory {
     /// Adds a user under `nick` (which must be free) to the room named `room` (created if
     /// needed), as its last member; returns the user's and the room's keys.
     pub(super) fn add_in(&mut self, origin: Origin, nick: Nick, room: RoomName) -> (u32, u32) {
-        let room = match self.find_room(room) {
-            Some(r) => r,
-            None => self.create_room_with(room, 0),
-        };
+        let room = self.find_or_create_room(room);
         (self.insert(User { origin, nick, room }), room)
     }
 
@@ -217,10 +214,7 @@ impl Directory {
     /// Puts user `u` (who is in no room) into the room named `name`, creating it if needed;
     /// returns the room's key and its member count now.
     pub(super) fn enter(&mut self, u: u32, name: RoomName) -> (u32, usize) {
-        let room = match self.find_room(name) {
-            Some(r) => r,
-            None => self.create_room_with(name, 0),
-        };
+        let room = self.find_or_create_room(name);
         if let Some(user) = self.users.get_mut(u as usize) {
             user.room = room;
         }
@@ -302,6 +296,13 @@ impl Directory {
     fn fill(&mut self, room: u32, members: Vec<(Origin, Nick)>) {
         for (origin, nick) in members {
             self.insert(User { origin, nick, room });
+        }
+    }
+
+    fn find_or_create_room(&mut self, name: RoomName) -> u32 {
+        match self.find_room(name) {
+            Some(r) => r,
+            None => self.create_room_with(name, 0),
         }
     }
 
