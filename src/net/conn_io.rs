@@ -2,6 +2,7 @@
 //! gathers, and closing.
 
 use super::event_loop::{ACCEPT_RETRY, MAX_IOV, READS_PER_TURN, Server};
+use super::listener::is_transient_accept_error;
 use super::log::{Level, log};
 use super::peer_of;
 use super::tls::is_tls_handshake_start;
@@ -165,14 +166,5 @@ fn is_peer_gone(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-    )
-}
-
-fn is_transient_accept_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
     )
 }

@@ -5,7 +5,7 @@ use super::cluster::{ClusterError, ClusterLink};
 use super::conns::{Conns, RESERVED_TOKENS, id_of};
 use super::fd_limit;
 use super::handover::Upgrade;
-use super::listener::{Listener, listen};
+use super::listener::{CHAT_BACKLOG, Listener, listen};
 use super::log::{Level, log};
 use super::metrics::MetricsListener;
 use super::notify::Notifier;
@@ -119,7 +119,8 @@ impl Server {
         let mut listeners = Vec::new();
         let plain = config.listen.iter().map(|&a| (a, false));
         for (addr, is_tls) in plain.chain(config.tls_listen.iter().map(|&a| (a, true))) {
-            let socket = listen(addr).map_err(|source| ServerError::Bind { addr, source })?;
+            let socket =
+                listen(addr, CHAT_BACKLOG).map_err(|source| ServerError::Bind { addr, source })?;
             listeners.push(Listener::new(socket, is_tls));
         }
         let metrics = match config.metrics_listen {

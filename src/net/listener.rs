@@ -7,8 +7,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 
-/// Accept queue length asked of the kernel (it caps it at `net.core.somaxconn`).
-const LISTEN_BACKLOG: i32 = 4096;
+/// Accept queue length asked of the kernel for the chat listeners (it caps it at
+/// `net.core.somaxconn`).
+pub(crate) const CHAT_BACKLOG: i32 = 4096;
 
 /// One listening socket of the chat, plain text or TLS.
 pub(crate) struct Listener {
@@ -49,9 +50,9 @@ impl AsFd for Listener {
     }
 }
 
-/// Binds a non-blocking listener with a deep accept queue (mio's own `bind` asks for 128, which
-/// a burst of connecting clients overflows).
-pub(crate) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+/// Binds a non-blocking listener with an accept queue of `backlog` (mio's own `bind` asks for
+/// 128, which a burst of connecting chat clients overflows).
+pub(crate) fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
@@ -59,7 +60,17 @@ pub(crate) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
         socket.set_only_v6(true)?;
     }
     socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
+    socket.listen(backlog)?;
     socket.set_nonblocking(true)?;
     Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Whether an `accept` error concerns only the connection that failed (the next may succeed).
+pub(crate) fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
 }

@@ -15,11 +15,11 @@
 //! closed. At most `MAX_EXCHANGES` connections are served at once (more are closed at once),
 //! each for at most 5 seconds.
 
+use super::listener::{is_transient_accept_error, listen};
 use crate::net::log::{Level, log};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
-use socket2::{Domain, Protocol, Socket, Type};
 use std::fmt::{self, Write as _};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -195,6 +195,8 @@ impl Counters {
 pub(crate) const MAX_EXCHANGES: usize = 8;
 /// Tokens a [`MetricsListener`] uses, from the first one it is given.
 pub(crate) const TOKENS: usize = 1 + MAX_EXCHANGES;
+/// Accept queue length: a scraper or two, not a crowd.
+const BACKLOG: i32 = 64;
 /// Longest request read (the request line and headers).
 const MAX_REQUEST: usize = 8 * 1024;
 /// How long a connection may take to send its request and read the answer.
@@ -255,8 +257,9 @@ impl MetricsListener {
         registry: &Registry,
         first: Token,
     ) -> Result<MetricsListener, MetricsError> {
-        let listener = listen(addr).map_err(|source| MetricsError::Bind { addr, source })?;
-        MetricsListener::from_std(listener, registry, first)
+        let listener =
+            listen(addr, BACKLOG).map_err(|source| MetricsError::Bind { addr, source })?;
+        MetricsListener::register(listener, registry, first)
     }
 
     /// Takes over a bound listener (one handed over by an upgrade).
@@ -268,7 +271,14 @@ impl MetricsListener {
         listener
             .set_nonblocking(true)
             .map_err(MetricsError::Register)?;
-        let mut listener = TcpListener::from_std(listener);
+        MetricsListener::register(TcpListener::from_std(listener), registry, first)
+    }
+
+    fn register(
+        mut listener: TcpListener,
+        registry: &Registry,
+        first: Token,
+    ) -> Result<MetricsListener, MetricsError> {
         registry
             .register(&mut listener, first, Interest::READABLE)
             .map_err(MetricsError::Register)?;
@@ -319,7 +329,7 @@ impl MetricsListener {
             let (mut stream, peer) = match self.listener.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if is_transient(&e) => continue,
+                Err(e) if is_transient_accept_error(&e) => continue,
                 Err(e) => {
                     log!(Level::Warn, "metrics: accept failed: {e}");
                     return;
@@ -446,27 +456,6 @@ fn respond(request: &[u8], counters: &Counters) -> Vec<u8> {
         response.push_str(&body);
     }
     response.into_bytes()
-}
-
-/// Binds a non-blocking listener (address reuse, as the chat listeners do).
-fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(64)?;
-    Ok(socket.into())
-}
-
-fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-    )
 }
 
 #[cfg(test)]
