@@ -369,7 +369,7 @@ impl Chat {
             logged_in,
             users: self.directory.user_count(),
             rooms: self.directory.room_count(),
-            uptime_ms: self.uptime_base_ms + (self.now_ms - self.offset_ms),
+            uptime_ms: self.uptime_ms(self.now_ms),
         }
     }
 
@@ -381,8 +381,18 @@ impl Chat {
     // ---- internals shared by the parts ----
 
     fn tick(&mut self, now: Instant) {
+        self.now_ms = self.clock_ms(now);
+    }
+
+    /// The core's clock at `now`, in milliseconds; it never goes back.
+    fn clock_ms(&self, now: Instant) -> u64 {
         let elapsed = now.saturating_duration_since(self.epoch).as_millis() as u64;
-        self.now_ms = self.now_ms.max(self.offset_ms + elapsed);
+        self.now_ms.max(self.offset_ms + elapsed)
+    }
+
+    /// How long the chat has run at clock `now_ms`, across upgrades.
+    fn uptime_ms(&self, now_ms: u64) -> u64 {
+        self.uptime_base_ms + (now_ms - self.offset_ms)
     }
 
     /// Who the local connection `conn` is, cluster-wide.

@@ -191,10 +191,9 @@ impl Chat {
         {
             return Err(SnapshotError::NotAtTurnBoundary);
         }
-        let elapsed = now.saturating_duration_since(self.epoch).as_millis() as u64;
-        let now_ms = self.now_ms.max(self.offset_ms + elapsed);
+        let now_ms = self.clock_ms(now);
         let base = StateV1 {
-            uptime_ms: self.uptime_base_ms + (now_ms - self.offset_ms),
+            uptime_ms: self.uptime_ms(now_ms),
             counters: counters_v1(self.counters),
             sessions: self
                 .sessions
