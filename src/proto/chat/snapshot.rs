@@ -218,8 +218,10 @@ impl Chat {
         let body = blob
             .strip_prefix(MAGIC.as_slice())
             .ok_or(SnapshotError::BadHeader)?;
-        let (version, body) = body.split_at_checked(4).ok_or(SnapshotError::BadHeader)?;
-        let version = u32::from_le_bytes([version[0], version[1], version[2], version[3]]);
+        let (version, body) = body
+            .split_first_chunk::<4>()
+            .ok_or(SnapshotError::BadHeader)?;
+        let version = u32::from_le_bytes(*version);
         if !READABLE_VERSIONS.contains(&version) {
             return Err(SnapshotError::Version(version));
         }
@@ -308,15 +310,12 @@ impl Chat {
     pub(super) fn rooms_v1(&self) -> Vec<RoomV1> {
         let d = &self.directory;
         let default = d.default_room();
-        let mut keys: Vec<(bool, String, u32)> = d
-            .room_entries()
-            .map(|(k, r)| (k != default, r.name.as_str().to_ascii_lowercase(), k))
-            .collect();
-        keys.sort_unstable();
-        let keys: Vec<u32> = keys.into_iter().map(|(_, _, k)| k).collect();
-        keys.iter()
-            .filter_map(|&k| d.room(k))
-            .map(|r| RoomV1 {
+        let mut rooms: Vec<_> = d.room_entries().collect();
+        // Names are unique without regard to case, so the order leaves nothing to chance.
+        rooms.sort_by_cached_key(|&(k, r)| (k != default, r.name.as_str().to_ascii_lowercase()));
+        rooms
+            .into_iter()
+            .map(|(_, r)| RoomV1 {
                 name: r.name.as_str().to_string(),
                 members: r
                     .members
