@@ -75,14 +75,11 @@ impl Admission {
 
     /// Counts a connection from `key` (also for one restored from a snapshot).
     pub(super) fn count(&mut self, key: PeerKey) -> Ticket {
-        let k = match self.by_key.get(&key) {
-            Some(&k) => k,
-            None => {
-                let k = self.counts.insert((key, 0));
-                self.by_key.insert(key, k);
-                k
-            }
-        };
+        let counts = &mut self.counts;
+        let k = *self
+            .by_key
+            .entry(key)
+            .or_insert_with(|| counts.insert((key, 0)));
         self.counts[k].1 += 1;
         Ticket(NonZeroU32::MIN.saturating_add(k as u32))
     }
