@@ -228,7 +228,6 @@ impl ClusterLink {
             LogEvent::SnapshotWritten { id, stored } => {
                 log!(Level::Debug, "cluster: snapshot at {id} stored: {stored}");
             }
-            LogEvent::NodeId(_) => {}
             LogEvent::Warning(e) => log!(Level::Warn, "cluster: {e}"),
         }
     }

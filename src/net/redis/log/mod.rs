@@ -62,9 +62,6 @@ pub enum LogEvent {
     /// counter are gone. Reading starts over at the start of the new log; appends not yet
     /// acknowledged are sent again into it.
     Restarted,
-    /// The answer to [`RedisLog::request_node_id`]: a number no node got before (in this
-    /// epoch).
-    NodeId(u64),
     /// The answer to [`RedisLog::write_snapshot`]: `stored` is false when a snapshot with the
     /// same or a newer id was there already (then nothing was trimmed either).
     SnapshotWritten {
@@ -93,7 +90,6 @@ enum WriteOp {
     Epoch(Bytes),
     Append,
     Snapshot(StreamId),
-    NodeId,
 }
 
 /// The tag of a command on the read connection.
@@ -108,9 +104,8 @@ enum ReadOp {
 /// - Inputs: [`RedisLog::handle_ready`] for an event on either of its two tokens,
 ///   [`RedisLog::handle_timeout`] when [`RedisLog::next_deadline`] has passed (calling it
 ///   early is harmless).
-/// - Mutators: [`RedisLog::append`], [`RedisLog::write_snapshot`],
-///   [`RedisLog::request_node_id`] queue commands; nothing is written until
-///   [`RedisLog::flush`].
+/// - Mutators: [`RedisLog::append`] and [`RedisLog::write_snapshot`] queue commands; nothing
+///   is written until [`RedisLog::flush`].
 /// - Outputs: [`RedisLog::poll_event`] until `None`.
 ///
 /// Each loop turn: read the clock once, hand events to the log, drain `poll_event` into the
@@ -131,10 +126,6 @@ pub struct RedisLog {
     appends: VecDeque<Bytes>,
     appends_sent: usize,
     append_bytes: usize,
-    /// Node ids asked for and not yet answered; the first `node_ids_sent` are written on the
-    /// current write connection.
-    node_ids_wanted: usize,
-    node_ids_sent: usize,
     /// The id of the last entry delivered (the read resumes after it).
     last_id: StreamId,
     /// Set while the read connection has an `XREAD` outstanding.
@@ -176,8 +167,6 @@ impl RedisLog {
             appends: VecDeque::new(),
             appends_sent: 0,
             append_bytes: 0,
-            node_ids_wanted: 0,
-            node_ids_sent: 0,
             last_id: hello
                 .snapshot
                 .as_ref()
@@ -310,13 +299,6 @@ impl RedisLog {
         ];
         conn.send(&args, WriteOp::Snapshot(id));
         true
-    }
-
-    /// Asks for a new unique node id (`INCR nodes`); answered by [`LogEvent::NodeId`], sent
-    /// again after a reconnect until answered.
-    pub fn request_node_id(&mut self) {
-        self.node_ids_wanted += 1;
-        self.send_node_ids();
     }
 
     /// Reads on after `id` instead of where [`RedisLog::connect`] would start (a process that

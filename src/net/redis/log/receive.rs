@@ -80,14 +80,6 @@ impl RedisLog {
                         .push_back(LogEvent::SnapshotWritten { id, stored: n == 1 }),
                     Err(e) => self.warn(Fault::Reply(e), true),
                 },
-                WriteOp::NodeId => {
-                    self.node_ids_wanted -= 1;
-                    self.node_ids_sent -= 1;
-                    match reply::integer("INCR", frame) {
-                        Ok(n) => self.events.push_back(LogEvent::NodeId(n.unsigned_abs())),
-                        Err(e) => self.warn(Fault::Reply(e), true),
-                    }
-                }
             }
         }
     }
@@ -171,7 +163,6 @@ impl RedisLog {
         if writer {
             self.writer.close(&self.registry, now, false);
             self.appends_sent = 0;
-            self.node_ids_sent = 0;
             self.checking = false;
         } else {
             self.reader.close(&self.registry, now, false);

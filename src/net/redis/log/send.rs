@@ -24,14 +24,12 @@ impl RedisLog {
     }
 
     /// A new write connection: check the epoch, then send every unacknowledged append (oldest
-    /// first) and node id request again.
+    /// first) again.
     pub(super) fn on_writer_open(&mut self) {
         self.appends_sent = 0;
-        self.node_ids_sent = 0;
         self.checking = true;
         self.send_epoch_check();
         self.send_appends();
-        self.send_node_ids();
     }
 
     /// A new read connection: check the epoch; the first `XREAD` follows its answer, so a
@@ -71,16 +69,6 @@ impl RedisLog {
             );
         }
         self.appends_sent = self.appends.len();
-    }
-
-    pub(super) fn send_node_ids(&mut self) {
-        let Some(conn) = self.writer.conn() else {
-            return;
-        };
-        for _ in self.node_ids_sent..self.node_ids_wanted {
-            conn.send(&[b"INCR", &self.keys.nodes], WriteOp::NodeId);
-        }
-        self.node_ids_sent = self.node_ids_wanted;
     }
 
     pub(super) fn send_read(&mut self, now: Instant) {
