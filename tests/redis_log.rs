@@ -210,8 +210,14 @@ fn appends_from_two_nodes_come_back_in_one_order_to_both() {
     for round in 0..50 {
         for k in 0..4 {
             let (pa, pb) = (format!("a{round}.{k}"), format!("b{round}.{k}"));
-            cluster.nodes[a].log.append(pa.as_bytes()).unwrap();
-            cluster.nodes[b].log.append(pb.as_bytes()).unwrap();
+            cluster.nodes[a]
+                .log
+                .append(Bytes::from(pa.clone()))
+                .unwrap();
+            cluster.nodes[b]
+                .log
+                .append(Bytes::from(pb.clone()))
+                .unwrap();
             sent_a.push(pa);
             sent_b.push(pb);
         }
@@ -256,7 +262,7 @@ fn entries_arrive_exactly_once_across_killed_connections_with_appends_in_flight(
     for round in 0..6 {
         for k in 0..100 {
             let p = format!("r{round}.{k}");
-            cluster.nodes[a].log.append(p.as_bytes()).unwrap();
+            cluster.nodes[a].log.append(Bytes::from(p.clone())).unwrap();
             sent.push(p);
         }
         // In odd rounds Redis holds write commands, so the appends are surely unanswered when
@@ -310,7 +316,10 @@ fn stalled_after_two_seconds_of_a_paused_redis_and_resumed_after() {
     };
     let mut cluster = Loop::new();
     let a = cluster.add(&redis.addr(), "pause");
-    cluster.nodes[a].log.append(b"before").unwrap();
+    cluster.nodes[a]
+        .log
+        .append(Bytes::from_static(b"before"))
+        .unwrap();
     cluster.run_until(SOON, "the first entry", |c| {
         c.nodes[a].has_payload("before")
     });
@@ -319,7 +328,10 @@ fn stalled_after_two_seconds_of_a_paused_redis_and_resumed_after() {
     redis.pause();
     cluster.run_for(Duration::from_millis(1000));
     redis.resume();
-    cluster.nodes[a].log.append(b"short").unwrap();
+    cluster.nodes[a]
+        .log
+        .append(Bytes::from_static(b"short"))
+        .unwrap();
     cluster.run_until(SOON, "the entry after a short pause", |c| {
         c.nodes[a].has_payload("short")
     });
@@ -331,7 +343,10 @@ fn stalled_after_two_seconds_of_a_paused_redis_and_resumed_after() {
 
     let paused_at = Instant::now();
     redis.pause();
-    cluster.nodes[a].log.append(b"during").unwrap();
+    cluster.nodes[a]
+        .log
+        .append(Bytes::from_static(b"during"))
+        .unwrap();
     cluster.run_until(SOON, "Stalled", |c| c.nodes[a].count("stalled") == 1);
     let stalled_after = paused_at.elapsed();
     assert!(
@@ -360,7 +375,7 @@ fn restarted_when_redis_comes_back_empty_and_reading_starts_over() {
     for i in 0..20 {
         cluster.nodes[a]
             .log
-            .append(format!("old{i}").as_bytes())
+            .append(Bytes::from(format!("old{i}")))
             .unwrap();
     }
     cluster.run_until(SOON, "the old entries", |c| {
@@ -376,7 +391,10 @@ fn restarted_when_redis_comes_back_empty_and_reading_starts_over() {
     });
     // An id far below the old log's: only a reader that started over at 0-0 sees it.
     redis.command(&["XADD", "natter:{restart}:log", "1-1", "p", "early"]);
-    cluster.nodes[a].log.append(b"mid").unwrap();
+    cluster.nodes[a]
+        .log
+        .append(Bytes::from_static(b"mid"))
+        .unwrap();
     cluster.run_until(SOON, "the entry after the short outage", |c| {
         c.nodes.iter().all(|n| n.has_payload("mid"))
     });
@@ -391,7 +409,10 @@ fn restarted_when_redis_comes_back_empty_and_reading_starts_over() {
 
     // Gone for longer: connection refused until it is back, Stalled after 2 s.
     redis.kill();
-    cluster.nodes[b].log.append(b"while-down").unwrap();
+    cluster.nodes[b]
+        .log
+        .append(Bytes::from_static(b"while-down"))
+        .unwrap();
     cluster.run_until(SOON, "Stalled on both", |c| {
         c.nodes.iter().all(|n| n.count("stalled") == 1)
     });
@@ -401,7 +422,10 @@ fn restarted_when_redis_comes_back_empty_and_reading_starts_over() {
             .iter()
             .all(|n| n.count("restarted") == 2 && n.count("resumed") == 1)
     });
-    cluster.nodes[a].log.append(b"new").unwrap();
+    cluster.nodes[a]
+        .log
+        .append(Bytes::from_static(b"new"))
+        .unwrap();
     cluster.run_until(SOON, "entries of the new log", |c| {
         c.nodes
             .iter()
@@ -438,7 +462,7 @@ fn a_snapshot_trims_the_log_and_a_later_node_reads_on_from_it() {
     for i in 0..10 {
         cluster.nodes[a]
             .log
-            .append(format!("e{i}").as_bytes())
+            .append(Bytes::from(format!("e{i}")))
             .unwrap();
     }
     cluster.run_until(SOON, "ten entries", |c| c.nodes[a].entries.len() == 10);
@@ -471,7 +495,10 @@ fn a_snapshot_trims_the_log_and_a_later_node_reads_on_from_it() {
         Some((id5, Bytes::from_static(b"state up to e5")))
     );
     assert_eq!(cluster.nodes[b].log.last_id(), id5);
-    cluster.nodes[a].log.append(b"e10").unwrap();
+    cluster.nodes[a]
+        .log
+        .append(Bytes::from_static(b"e10"))
+        .unwrap();
     cluster.run_until(SOON, "e10 on the new node", |c| {
         c.nodes[b].has_payload("e10")
     });
@@ -493,8 +520,14 @@ fn the_log_works_over_a_unix_socket() {
     let mut cluster = Loop::new();
     let a = cluster.add(&path, "unix");
     let b = cluster.add(&redis.addr(), "unix");
-    cluster.nodes[a].log.append(b"over unix").unwrap();
-    cluster.nodes[b].log.append(b"over tcp").unwrap();
+    cluster.nodes[a]
+        .log
+        .append(Bytes::from_static(b"over unix"))
+        .unwrap();
+    cluster.nodes[b]
+        .log
+        .append(Bytes::from_static(b"over tcp"))
+        .unwrap();
     cluster.run_until(SOON, "both entries on both nodes", |c| {
         c.nodes.iter().all(|n| n.entries.len() == 2)
     });

@@ -288,7 +288,7 @@ impl ClusterLink {
 
     fn move_overflow(&mut self) {
         while let Some(payload) = self.overflow.front() {
-            match self.log.append(payload) {
+            match self.log.append(payload.clone()) {
                 Ok(()) => {
                     self.overflow.pop_front();
                 }

@@ -261,7 +261,7 @@ impl RedisLog {
 
     /// Appends `payload` to the log (`XADD log * p PAYLOAD` on the next [`RedisLog::flush`]).
     /// Refused past [`MAX_PENDING_APPEND_BYTES`] waiting for Redis.
-    pub fn append(&mut self, payload: &[u8]) -> Result<(), RedisError> {
+    pub fn append(&mut self, payload: Bytes) -> Result<(), RedisError> {
         if self.append_bytes + payload.len() > MAX_PENDING_APPEND_BYTES {
             return Err(RedisError::Backlog {
                 addr: self.addr.clone(),
@@ -269,7 +269,7 @@ impl RedisLog {
             });
         }
         self.append_bytes += payload.len();
-        self.appends.push_back(Bytes::copy_from_slice(payload));
+        self.appends.push_back(payload);
         self.send_appends();
         Ok(())
     }
