@@ -201,9 +201,7 @@ impl Chat {
     /// The server is shutting down: tells everyone and ignores further input.
     pub fn handle_shutdown(&mut self) {
         self.shutting_down = true;
-        for id in self.sessions.ids() {
-            self.outbox.send(id, reply::shutting_down);
-        }
+        self.tell_all(false, reply::shutting_down);
         self.finish();
     }
 
@@ -217,16 +215,14 @@ impl Chat {
     /// told, after whatever was already queued for them.
     pub fn handle_upgraded(&mut self) {
         self.counters.upgrades += 1;
-        let mut held = Vec::new();
-        for (id, s) in self.sessions.iter() {
-            if s.phase == Phase::Chatting {
-                self.outbox.send(id, reply::server_upgraded);
-            }
-            // Input an upgrade stopped (cluster mode) goes on now, before anything new.
-            if s.hold == Hold::Reading && s.has_held() {
-                held.push(id);
-            }
-        }
+        self.tell_all(true, reply::server_upgraded);
+        // Input an upgrade stopped (cluster mode) goes on now, before anything new.
+        let held: Vec<ConnId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.hold == Hold::Reading && s.has_held())
+            .map(|(id, _)| id)
+            .collect();
         for id in held {
             self.release_held_input(id);
         }
@@ -393,6 +389,16 @@ impl Chat {
     /// How long the chat has run at clock `now_ms`, across upgrades.
     fn uptime_ms(&self, now_ms: u64) -> u64 {
         self.uptime_base_ms + (now_ms - self.offset_ms)
+    }
+
+    /// Renders `f` once and queues it for every connection, or only for those logged in.
+    fn tell_all(&mut self, logged_in_only: bool, f: fn(&mut bytes::BytesMut)) {
+        let chunk = self.outbox.render(f);
+        for (id, s) in self.sessions.iter() {
+            if !logged_in_only || s.phase == Phase::Chatting {
+                self.outbox.deliver(id, chunk);
+            }
+        }
     }
 
     /// Who the local connection `conn` is, cluster-wide.

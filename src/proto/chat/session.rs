@@ -286,11 +286,6 @@ impl Sessions {
             })
         })
     }
-
-    /// The ids of every session, in slot order.
-    pub(super) fn ids(&self) -> Vec<ConnId> {
-        self.iter().map(|(id, _)| id).collect()
-    }
 }
 
 #[cfg(test)]

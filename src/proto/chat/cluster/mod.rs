@@ -33,7 +33,7 @@ use node::{Resync, Sent};
 pub(super) use state::ClusterV1;
 
 use super::event::Event;
-use super::session::{Hold, Phase};
+use super::session::Hold;
 use super::timers::TimerKind;
 use super::{Chat, ConnId, Output};
 use crate::proto::names::{Nick, RoomName};
@@ -181,7 +181,8 @@ impl Chat {
             return;
         };
         if !std::mem::replace(&mut c.paused, true) {
-            self.tell_logged_in(reply::chat_paused);
+            self.tell_all(true, reply::chat_paused);
+            self.finish();
         }
     }
 
@@ -191,7 +192,8 @@ impl Chat {
             return;
         };
         if std::mem::replace(&mut c.paused, false) {
-            self.tell_logged_in(reply::chat_resumed);
+            self.tell_all(true, reply::chat_resumed);
+            self.finish();
         }
     }
 
@@ -409,18 +411,5 @@ impl Chat {
         }
         users.retain(|&id, _| self.sessions.is_open(id));
         users
-    }
-
-    fn tell_logged_in(&mut self, f: fn(&mut bytes::BytesMut)) {
-        let ids: Vec<ConnId> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.phase == Phase::Chatting)
-            .map(|(id, _)| id)
-            .collect();
-        for id in ids {
-            self.outbox.send(id, f);
-        }
-        self.finish();
     }
 }
