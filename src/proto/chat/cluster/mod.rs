@@ -359,9 +359,7 @@ impl Chat {
     /// the lines).
     pub(super) fn reply_local(&mut self, id: ConnId, f: impl FnOnce(&mut bytes::BytesMut)) {
         if let Some(kept) = self.cluster.as_mut().and_then(|c| c.deferred(id)) {
-            let mut b = bytes::BytesMut::new();
-            f(&mut b);
-            kept.extend_from_slice(&b);
+            f(kept);
         } else {
             self.outbox.send(id, f);
         }

@@ -19,7 +19,7 @@ use super::entry::{self, Header};
 use super::nodes::{LogClock, Nodes};
 use crate::proto::chat::ConnId;
 use crate::proto::names::{Nick, RoomName};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Events of one connection on their way through the log at most; then its input waits.
@@ -37,7 +37,7 @@ pub(crate) struct InFlight {
     /// The connection's input waits until this one is back (a login or a quit).
     pub(crate) blocking: bool,
     /// Replies given meanwhile, sent to the connection once this one is back.
-    pub(crate) after: Vec<u8>,
+    pub(crate) after: BytesMut,
 }
 
 /// One connection's events on their way.
@@ -148,7 +148,7 @@ impl Cluster {
     }
 
     /// Where a reply to `id` goes when it must wait for `id`'s events on their way.
-    pub(crate) fn deferred(&mut self, id: ConnId) -> Option<&mut Vec<u8>> {
+    pub(crate) fn deferred(&mut self, id: ConnId) -> Option<&mut BytesMut> {
         let last = self.waiting.get(&id)?.last;
         self.in_flight.get_mut(&last).map(|f| &mut f.after)
     }
@@ -178,12 +178,11 @@ impl Cluster {
         w.count += 1;
         w.blocking += u32::from(blocking);
         w.last = n;
-        let after = Vec::new();
         let f = InFlight {
             conn,
             body,
             blocking,
-            after,
+            after: BytesMut::new(),
         };
         self.in_flight.insert(n, f);
         self.pending.push_back((Sent::Event(n), Vec::new()));
@@ -259,7 +258,7 @@ impl Cluster {
 
     /// One body of this node's came back: returns the replies kept for its connection, and
     /// the connections whose input need not wait any more.
-    pub(crate) fn back(&mut self, sent: Sent) -> (Option<(ConnId, Vec<u8>)>, Vec<ConnId>) {
+    pub(crate) fn back(&mut self, sent: Sent) -> (Option<(ConnId, BytesMut)>, Vec<ConnId>) {
         let mut done = Vec::new();
         let mut after = None;
         match sent {
