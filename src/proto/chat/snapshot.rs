@@ -207,21 +207,13 @@ impl Chat {
             base,
             cluster: self.cluster_v1(),
         };
-        let mut blob = MAGIC.to_vec();
-        blob.extend_from_slice(&STATE_VERSION.to_le_bytes());
-        Ok(postcard::to_extend(&state, blob)?)
+        Ok(postcard::to_extend(&state, header(MAGIC, STATE_VERSION))?)
     }
 
     /// Builds a core from an exported state. `settings` are the new process's own (the
     /// banner may have changed); `now` is the new clock's epoch.
     pub fn import(blob: &[u8], settings: Settings, now: Instant) -> Result<Chat, SnapshotError> {
-        let body = blob
-            .strip_prefix(MAGIC.as_slice())
-            .ok_or(SnapshotError::BadHeader)?;
-        let (version, body) = body
-            .split_first_chunk::<4>()
-            .ok_or(SnapshotError::BadHeader)?;
-        let version = u32::from_le_bytes(*version);
+        let (version, body) = split_header(blob, MAGIC)?;
         if !READABLE_VERSIONS.contains(&version) {
             return Err(SnapshotError::Version(version));
         }
@@ -331,6 +323,25 @@ impl Chat {
             })
             .collect()
     }
+}
+
+/// The start of a blob: four magic bytes naming what it is, then its version (little-endian).
+pub(super) fn header(magic: &[u8; 4], version: u32) -> Vec<u8> {
+    let mut blob = magic.to_vec();
+    blob.extend_from_slice(&version.to_le_bytes());
+    blob
+}
+
+/// A blob's version and body, once its magic bytes are checked.
+pub(super) fn split_header<'a>(
+    blob: &'a [u8],
+    magic: &[u8; 4],
+) -> Result<(u32, &'a [u8]), SnapshotError> {
+    let (version, body) = blob
+        .strip_prefix(magic.as_slice())
+        .and_then(<[u8]>::split_first_chunk::<4>)
+        .ok_or(SnapshotError::BadHeader)?;
+    Ok((u32::from_le_bytes(*version), body))
 }
 
 fn counters_v1(c: Counters) -> CountersV1 {

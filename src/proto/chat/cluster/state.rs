@@ -15,7 +15,7 @@ use super::nodes::{LogClock, NodeState, Nodes, Status};
 use super::{Cluster, LogPos};
 use crate::proto::chat::Chat;
 use crate::proto::chat::directory::Directory;
-use crate::proto::chat::snapshot::{RoomV1, SnapshotError, rooms_from_v1};
+use crate::proto::chat::snapshot::{RoomV1, SnapshotError, header, rooms_from_v1, split_header};
 use serde::{Deserialize, Serialize};
 
 /// The version of the directory snapshot this program writes and reads.
@@ -85,11 +85,7 @@ pub(super) struct LogState {
 
 /// Decodes a directory snapshot.
 pub(super) fn decode_directory(blob: &[u8]) -> Result<DirectoryV1, SnapshotError> {
-    let body = blob
-        .strip_prefix(MAGIC.as_slice())
-        .ok_or(SnapshotError::BadHeader)?;
-    let (version, body) = body.split_at_checked(4).ok_or(SnapshotError::BadHeader)?;
-    let version = u32::from_le_bytes([version[0], version[1], version[2], version[3]]);
+    let (version, body) = split_header(blob, MAGIC)?;
     if version != DIRECTORY_VERSION {
         return Err(SnapshotError::Version(version));
     }
@@ -113,10 +109,8 @@ impl Chat {
             guests: self.directory.guests(),
             log: log_v1(clock, nodes),
         };
-        let mut blob = MAGIC.to_vec();
-        blob.extend_from_slice(&DIRECTORY_VERSION.to_le_bytes());
         // Encoding into a Vec cannot fail for these types.
-        postcard::to_extend(&snapshot, blob).unwrap_or_default()
+        postcard::to_extend(&snapshot, header(MAGIC, DIRECTORY_VERSION)).unwrap_or_default()
     }
 
     /// Makes the directory the snapshot's (at its position), or an empty one; returns the
