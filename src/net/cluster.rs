@@ -66,13 +66,7 @@ impl ClusterLink {
         now: Instant,
     ) -> Result<ClusterLink, ClusterError> {
         let (log, start) = open(addr, name, registry, now)?;
-        let link = ClusterLink {
-            log,
-            addr: addr.to_owned(),
-            name: name.to_owned(),
-            overflow: VecDeque::new(),
-            retry_at: None,
-        };
+        let link = ClusterLink::from_log(log, addr, name);
         link.start(chat, &start)?;
         Ok(link)
     }
@@ -90,10 +84,7 @@ impl ClusterLink {
         let same_epoch = chat.log_epoch() == Some(epoch_tag(log.epoch()));
         let link = match chat.log_position() {
             Some(at) if same_epoch => {
-                log.resume_after(StreamId {
-                    ms: at.ms,
-                    seq: at.seq,
-                });
+                log.resume_after(stream_id(at));
                 ClusterLink::from_log(log, addr, name)
             }
             _ => {
@@ -118,13 +109,10 @@ impl ClusterLink {
     /// Hands what a fresh connection learned to the core.
     fn start(&self, chat: &mut Chat, start: &Start) -> Result<(), ClusterError> {
         let node = u32::try_from(start.node_id).unwrap_or(u32::MAX);
-        let snapshot = start.snapshot.as_ref().map(|(id, blob)| {
-            let at = LogPos {
-                ms: id.ms,
-                seq: id.seq,
-            };
-            (at, blob.as_ref())
-        });
+        let snapshot = start
+            .snapshot
+            .as_ref()
+            .map(|(id, blob)| (log_pos(*id), blob.as_ref()));
         chat.handle_cluster_start(ClusterStart {
             node,
             epoch: epoch_tag(self.log.epoch()),
@@ -197,11 +185,7 @@ impl ClusterLink {
     ) {
         match event {
             LogEvent::Entry { id, payload } => {
-                let at = LogPos {
-                    ms: id.ms,
-                    seq: id.seq,
-                };
-                if let Err(e) = chat.handle_entry(at, &payload) {
+                if let Err(e) = chat.handle_entry(log_pos(id), &payload) {
                     log!(Level::Warn, "cluster: entry {id} skipped: {e}");
                 }
             }
@@ -240,10 +224,7 @@ impl ClusterLink {
 
     /// Stores a snapshot of the directory taken after entry `at`.
     pub(super) fn store_snapshot(&mut self, at: LogPos, blob: &[u8]) {
-        let id = StreamId {
-            ms: at.ms,
-            seq: at.seq,
-        };
+        let id = stream_id(at);
         if !self.log.write_snapshot(id, blob) {
             log!(
                 Level::Debug,
@@ -295,6 +276,22 @@ impl ClusterLink {
                 Err(_) => return,
             }
         }
+    }
+}
+
+/// The core's name for a Redis stream id (the core knows a log, not Redis).
+fn log_pos(id: StreamId) -> LogPos {
+    LogPos {
+        ms: id.ms,
+        seq: id.seq,
+    }
+}
+
+/// The Redis stream id of a position in the core's log.
+fn stream_id(at: LogPos) -> StreamId {
+    StreamId {
+        ms: at.ms,
+        seq: at.seq,
     }
 }
 
