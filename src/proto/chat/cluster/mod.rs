@@ -345,12 +345,25 @@ impl Chat {
         let Some(c) = &mut self.cluster else {
             return;
         };
-        let (after, resume) = c.back(what);
-        if let Some((id, bytes)) = after {
-            self.outbox.send(id, |b| b.put_slice(&bytes));
-        }
-        for id in resume {
-            self.resume_after_log(id);
+        match what {
+            Sent::Event(n) => {
+                let Some((id, after)) = c.event_back(n) else {
+                    return;
+                };
+                let go_on = !c.blocks(id);
+                if !after.is_empty() {
+                    self.outbox.send(id, |b| b.put_slice(&after));
+                }
+                if go_on {
+                    self.resume_after_log(id);
+                }
+            }
+            Sent::Rejoin => {
+                for id in c.rejoin_back() {
+                    self.resume_after_log(id);
+                }
+            }
+            Sent::Heartbeat => {}
         }
     }
 

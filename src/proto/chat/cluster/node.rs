@@ -256,32 +256,24 @@ impl Cluster {
         self.packed.remove(&seq).unwrap_or_default()
     }
 
-    /// One body of this node's came back: returns the replies kept for its connection, and
-    /// the connections whose input need not wait any more.
-    pub(crate) fn back(&mut self, sent: Sent) -> (Option<(ConnId, BytesMut)>, Vec<ConnId>) {
-        let mut done = Vec::new();
-        let mut after = None;
-        match sent {
-            Sent::Event(n) => {
-                if let Some(f) = self.in_flight.remove(&n) {
-                    if let Some(w) = self.waiting.get_mut(&f.conn) {
-                        w.count -= 1;
-                        w.blocking -= u32::from(f.blocking);
-                        if w.count == 0 {
-                            self.waiting.remove(&f.conn);
-                        }
-                    }
-                    done.push(f.conn);
-                    after = (!f.after.is_empty()).then_some((f.conn, f.after));
-                }
+    /// Event `n` of this node came back: its connection and the replies kept for it.
+    pub(crate) fn event_back(&mut self, n: u64) -> Option<(ConnId, BytesMut)> {
+        let f = self.in_flight.remove(&n)?;
+        if let Some(w) = self.waiting.get_mut(&f.conn) {
+            w.count -= 1;
+            w.blocking -= u32::from(f.blocking);
+            if w.count == 0 {
+                self.waiting.remove(&f.conn);
             }
-            Sent::Rejoin => {
-                self.rejoin_pending = false;
-                done.extend(std::mem::take(&mut self.rejoining).into_keys());
-            }
-            Sent::Heartbeat => {}
         }
+        Some((f.conn, f.after))
+    }
+
+    /// The rejoin came back: the connections that waited for it and need not wait any more.
+    pub(crate) fn rejoin_back(&mut self) -> Vec<ConnId> {
+        self.rejoin_pending = false;
+        let mut done: Vec<ConnId> = std::mem::take(&mut self.rejoining).into_keys().collect();
         done.retain(|&id| !self.blocks(id));
-        (after, done)
+        done
     }
 }
