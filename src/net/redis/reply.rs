@@ -33,11 +33,7 @@ impl ReplyError {
     fn unexpected(command: &'static str, frame: &Frame) -> ReplyError {
         let mut reply = format!("{frame:?}");
         if reply.len() > 200 {
-            let mut cut = 200;
-            while !reply.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            reply.truncate(cut);
+            reply.truncate(reply.floor_char_boundary(200));
             reply.push_str("...");
         }
         ReplyError::Unexpected { command, reply }
@@ -165,16 +161,13 @@ pub(super) fn snapshot(frame: Frame) -> Result<Option<(StreamId, Bytes)>, ReplyE
                 Frame::BulkString(seq),
                 Frame::BulkString(blob),
             ],
-        ) => {
-            let number = |b: &Bytes| std::str::from_utf8(b).ok()?.parse::<u64>().ok();
-            match (number(&ms), number(&seq)) {
-                (Some(ms), Some(seq)) => Ok(Some((StreamId { ms, seq }, blob))),
-                _ => Err(ReplyError::Unexpected {
-                    command: CMD,
-                    reply: format!("a snapshot id {ms:?}-{seq:?}"),
-                }),
-            }
-        }
+        ) => match (decimal(&ms), decimal(&seq)) {
+            (Some(ms), Some(seq)) => Ok(Some((StreamId { ms, seq }, blob))),
+            _ => Err(ReplyError::Unexpected {
+                command: CMD,
+                reply: format!("a snapshot id {ms:?}-{seq:?}"),
+            }),
+        },
         Ok(parts) => Err(ReplyError::unexpected(CMD, &Frame::Array(parts.into()))),
         Err(parts) => Err(ReplyError::unexpected(CMD, &Frame::Array(parts))),
     }
@@ -186,13 +179,16 @@ pub(super) fn time_ms(frame: Frame) -> Result<u64, ReplyError> {
     refused(CMD, &frame)?;
     if let Frame::Array(parts) = &frame
         && let [Frame::BulkString(secs), Frame::BulkString(micros)] = &parts[..]
+        && let (Some(secs), Some(micros)) = (decimal(secs), decimal(micros))
     {
-        let number = |b: &Bytes| std::str::from_utf8(b).ok()?.parse::<u64>().ok();
-        if let (Some(secs), Some(micros)) = (number(secs), number(micros)) {
-            return Ok(secs * 1000 + micros / 1000);
-        }
+        return Ok(secs * 1000 + micros / 1000);
     }
     Err(ReplyError::unexpected(CMD, &frame))
+}
+
+/// A number Redis sent as a bulk string.
+fn decimal(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
 #[cfg(test)]

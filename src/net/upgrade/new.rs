@@ -124,10 +124,7 @@ impl Takeover {
     /// Tells the old process why this one gives up (best effort); the caller then exits
     /// non-zero without touching the received sockets.
     pub(crate) fn fail(mut self, reason: &str) {
-        let mut end = reason.len().min(MAX_REASON);
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
+        let end = reason.floor_char_boundary(MAX_REASON);
         let _ = self.send(
             &ToOld::Abort(reason[..end].to_owned()),
             Instant::now() + SLACK,
