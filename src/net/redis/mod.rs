@@ -128,6 +128,12 @@ impl Keys {
             nodes: key("nodes"),
         }
     }
+
+    /// `SET epoch CANDIDATE NX GET`: sets the epoch key if Redis has none (it restarted empty
+    /// or is new) and answers the value it holds.
+    fn epoch_check<'a>(&'a self, candidate: &'a [u8]) -> [&'a [u8]; 5] {
+        [b"SET", &self.epoch, candidate, b"NX", b"GET"]
+    }
 }
 
 /// Turns `HOST:PORT` into a socket address (resolving the host, which may block: start only),

@@ -46,7 +46,7 @@ pub(super) fn handshake(
 
     let candidate = epoch_candidate();
     let mut out = BytesMut::new();
-    codec::encode_command(&mut out, &[b"SET", &keys.epoch, &candidate, b"NX", b"GET"]);
+    codec::encode_command(&mut out, &keys.epoch_check(&candidate));
     codec::encode_command(&mut out, &[b"INCR", &keys.nodes]);
     codec::encode_command(
         &mut out,

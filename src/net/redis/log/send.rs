@@ -38,9 +38,8 @@ impl RedisLog {
         self.reading = false;
         let candidate = Bytes::from(epoch_candidate());
         if let Some(conn) = self.reader.conn() {
-            let epoch = &self.keys.epoch;
             conn.send(
-                &[b"SET", epoch, &candidate, b"NX", b"GET"],
+                &self.keys.epoch_check(&candidate),
                 ReadOp::Epoch(candidate.clone()),
             );
         }
@@ -49,9 +48,8 @@ impl RedisLog {
     pub(super) fn send_epoch_check(&mut self) {
         let candidate = Bytes::from(epoch_candidate());
         if let Some(conn) = self.writer.conn() {
-            let epoch = &self.keys.epoch;
             conn.send(
-                &[b"SET", epoch, &candidate, b"NX", b"GET"],
+                &self.keys.epoch_check(&candidate),
                 WriteOp::Epoch(candidate.clone()),
             );
         }
