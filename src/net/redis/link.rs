@@ -94,6 +94,24 @@ impl<T> Link<T> {
         }
     }
 
+    /// Handles readiness of the connection, if there is one.
+    pub(super) fn on_ready(&mut self) -> Result<(), ConnError> {
+        self.conn().map_or(Ok(()), |c| c.on_ready())
+    }
+
+    /// Writes the queued commands, if there is a connection; while replies are outstanding,
+    /// Redis owes an answer from `now`.
+    pub(super) fn flush(&mut self, now: Instant) -> Result<(), ConnError> {
+        let Some(c) = self.conn() else {
+            return Ok(());
+        };
+        let result = c.flush();
+        if c.waiting() > 0 {
+            self.sent(now);
+        }
+        result
+    }
+
     /// Records that commands were sent: Redis owes an answer by `due` (now, or later for a
     /// blocking read) if it owed nothing yet.
     pub(super) fn sent(&mut self, due: Instant) {

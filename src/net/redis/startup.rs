@@ -3,8 +3,7 @@
 
 use super::codec::{self, Frame};
 use super::conn::{ConnError, Target};
-use super::id::StreamId;
-use super::{Keys, RedisError, epoch_candidate, reply};
+use super::{Keys, RedisError, Start, epoch_candidate, reply};
 use bytes::{Bytes, BytesMut};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -13,10 +12,10 @@ use std::time::{Duration, Instant};
 
 /// What the start-up exchange learned.
 pub(super) struct Handshake {
+    /// The epoch key's value.
     pub(super) epoch: Bytes,
-    pub(super) node_id: u64,
-    pub(super) snapshot: Option<(StreamId, Bytes)>,
-    pub(super) redis_time_ms: u64,
+    /// What the node needs before it serves anyone.
+    pub(super) start: Start,
 }
 
 /// Connects, sends `SET epoch RANDOM NX GET`, `INCR nodes`, `HMGET snapshot ms seq blob` and
@@ -93,9 +92,11 @@ fn interpret(replies: Vec<Frame>, candidate: Vec<u8>) -> Result<Handshake, reply
     let redis_time_ms = reply::time_ms(next())?;
     Ok(Handshake {
         epoch,
-        node_id: node_id.unsigned_abs(),
-        snapshot,
-        redis_time_ms,
+        start: Start {
+            node_id: node_id.unsigned_abs(),
+            snapshot,
+            redis_time_ms,
+        },
     })
 }
 

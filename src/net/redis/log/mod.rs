@@ -168,6 +168,7 @@ impl RedisLog {
             appends_sent: 0,
             append_bytes: 0,
             last_id: hello
+                .start
                 .snapshot
                 .as_ref()
                 .map_or(StreamId::ZERO, |(id, _)| *id),
@@ -178,12 +179,7 @@ impl RedisLog {
             events: VecDeque::new(),
         };
         log.reconnect_due(now);
-        let start = Start {
-            node_id: hello.node_id,
-            snapshot: hello.snapshot,
-            redis_time_ms: hello.redis_time_ms,
-        };
-        Ok((log, start))
+        Ok((log, hello.start))
     }
 
     // ---- getters ------------------------------------------------------------------------
@@ -227,10 +223,10 @@ impl RedisLog {
     /// Handles readiness of one of the log's tokens (others are ignored).
     pub fn handle_ready(&mut self, token: Token, now: Instant) {
         if token == self.writer.token {
-            let result = self.writer.conn().map_or(Ok(()), |c| c.on_ready());
+            let result = self.writer.on_ready();
             self.after_io(result, true, now);
         } else if token == self.reader.token {
-            let result = self.reader.conn().map_or(Ok(()), |c| c.on_ready());
+            let result = self.reader.on_ready();
             self.after_io(result, false, now);
         }
         self.update_stall(now);

@@ -139,21 +139,11 @@ impl RedisLog {
     }
 
     pub(super) fn flush_link(&mut self, writer: bool, now: Instant) -> Result<(), ConnError> {
-        let (result, waiting) = if writer {
-            let conn = self.writer.conn();
-            conn.map_or((Ok(()), false), |c| (c.flush(), c.waiting() > 0))
+        if writer {
+            self.writer.flush(now)
         } else {
-            let conn = self.reader.conn();
-            conn.map_or((Ok(()), false), |c| (c.flush(), c.waiting() > 0))
-        };
-        if waiting {
-            if writer {
-                self.writer.sent(now);
-            } else {
-                self.reader.sent(now);
-            }
+            self.reader.flush(now)
         }
-        result
     }
 
     /// Gives a connection up: reports why, forgets what was sent on it (it is sent again on
