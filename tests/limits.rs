@@ -3,10 +3,8 @@
 
 mod support;
 
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use support::{Client, Server, chat, login, login_seen_by};
@@ -115,21 +113,7 @@ fn slow_reader_is_disconnected_and_others_are_told() {
     // bob never reads.
     let _bob = login_seen_by(server.addr, "bob", &mut [&mut alice]);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut writer = alice.writer();
-    let writer_stop = Arc::clone(&stop);
-    let flood = thread::spawn(move || {
-        let mut line = "z".repeat(500);
-        line.push_str("\r\n");
-        let mut sent = 0usize;
-        // At most 64 MiB: far more than the kernel buffers between the server and bob.
-        while !writer_stop.load(Ordering::Relaxed) && sent < 64 << 20 {
-            if writer.write_all(line.as_bytes()).is_err() {
-                break;
-            }
-            sent += line.len();
-        }
-        sent
-    });
+    let flood = support::flood(alice.writer(), Arc::clone(&stop));
     // Nothing else is sent to alice before the notice, which can take a while: every line
     // alice sends must go through the server before bob's queue passes the limit.
     let result = match alice.try_read_line(Duration::from_secs(15)) {

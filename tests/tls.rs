@@ -436,20 +436,7 @@ fn a_tls_reader_that_never_reads_is_dropped_at_sendq() {
     let _bob = tls_support::login(tls_addr, &pki, "bob");
     alice.expect_line("*** bob joined #lobby");
     let stop = Arc::new(AtomicBool::new(false));
-    let mut writer = alice.writer();
-    let writer_stop = Arc::clone(&stop);
-    let flood = std::thread::spawn(move || {
-        let line = format!("{}\r\n", "z".repeat(500));
-        let mut sent = 0usize;
-        // At most 64 MiB: far more than the kernel buffers between the server and bob.
-        while !writer_stop.load(Ordering::Relaxed) && sent < 64 << 20 {
-            if writer.write_all(line.as_bytes()).is_err() {
-                break;
-            }
-            sent += line.len();
-        }
-        sent
-    });
+    let flood = support::flood(alice.writer(), Arc::clone(&stop));
     let result = alice.try_read_line(Duration::from_secs(15));
     stop.store(true, Ordering::Relaxed);
     let sent = flood.join().unwrap();

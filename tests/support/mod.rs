@@ -10,7 +10,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -875,4 +875,24 @@ pub fn connect_to_prompt(server: &Server) -> Client {
     let mut c = Client::connect(server.addr);
     c.skip_banner();
     c
+}
+
+/// Floods `writer` with 500-byte lines from a thread until `stop` is set, the socket fails or
+/// 64 MiB are sent (far more than the kernel buffers between the server and a client that
+/// never reads); the thread returns how many bytes it sent.
+pub fn flood(
+    mut writer: impl Write + Send + 'static,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<usize> {
+    thread::spawn(move || {
+        let line = format!("{}\r\n", "z".repeat(500));
+        let mut sent = 0usize;
+        while !stop.load(Ordering::Relaxed) && sent < 64 << 20 {
+            if writer.write_all(line.as_bytes()).is_err() {
+                break;
+            }
+            sent += line.len();
+        }
+        sent
+    })
 }
