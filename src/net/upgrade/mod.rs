@@ -95,7 +95,7 @@
 //!
 //! # Test faults
 //! Debug builds only: `NATTER_TEST_UPGRADE_FAULT` makes the new process misbehave, see
-//! [`Fault`].
+//! [`fault::Fault`].
 
 mod channel;
 mod fault;
